@@ -1,0 +1,209 @@
+"""Single-worker DiLoCo with AdamW inner steps and a Nesterov outer step.
+
+Algorithm 2 / eq. (6) of arXiv 2512.17131 with one worker: H inner AdamW steps move
+the parameters (the inner weights); then the pseudo-gradient p = outer - inner drives
+an outer SGD step with Nesterov momentum in PyTorch's convention
+
+    b     <- mu * b + p
+    outer <- outer - outer_lr * (p + mu * b)
+
+and the inner weights restart from the new outer weights. AdamW's moments and step
+count carry across outer steps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.adamw import adamw
+
+from ._common import (
+    check_adamw_args,
+    check_implementation,
+    check_range,
+    group_is_training,
+    local,
+)
+
+
+class DiLoCoAdamW(Optimizer):
+    """Single-worker DiLoCo-AdamW (Algorithm 2 of arXiv 2512.17131).
+
+    In train mode the parameters hold the inner weights; ``eval()`` swaps the outer
+    weights (the model to validate, checkpoint and ship) into the parameters, and
+    ``train()`` swaps the inner weights back. The optimizer starts in train mode and
+    ``step()`` in eval mode raises. Beyond AdamW's state it keeps exactly two buffers per
+    parameter: ``outer`` (the weights that are not in the parameters: the outer weights
+    in train mode, the inner weights in eval mode) and ``outer_momentum``. The position
+    inside the H-step period is ``group["step"] % inner_steps`` and is saved with
+    ``state_dict()``, so a resume in the middle of a period is exact.
+
+    ``inner_steps=1, outer_lr=1, outer_momentum=0`` is exactly AdamW.
+
+    Args:
+        params: iterable of parameters or of param-group dicts.
+        lr (float, default 1e-3): inner AdamW learning rate (a scheduler may rewrite it).
+        betas (tuple[float, float], default (0.9, 0.95)): AdamW's moment decay rates.
+        eps (float, default 1e-8): AdamW's denominator epsilon.
+        weight_decay (float, default 0.1): AdamW's decoupled weight decay.
+        inner_steps (int, default 32): H, the inner steps between outer steps.
+        outer_lr (float, default 0.75): outer (Nesterov SGD) learning rate.
+        outer_momentum (float, default 0.9): outer Nesterov momentum mu, in [0, 1).
+        implementation (str, default "fused"): the inner AdamW kernel: "fused"
+            (``torch.optim.AdamW(fused=True)``'s kernel), "foreach" or "for-loop".
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
+        inner_steps: int = 32,
+        outer_lr: float = 0.75,
+        outer_momentum: float = 0.9,
+        implementation: str = "fused",
+    ) -> None:
+        check_adamw_args(lr, betas, eps, weight_decay)
+        self._check_outer(inner_steps, outer_lr, outer_momentum)
+        check_implementation(implementation)
+        self.implementation = implementation
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            inner_steps=inner_steps,
+            outer_lr=outer_lr,
+            outer_momentum=outer_momentum,
+            step=0,
+            train_mode=True,
+        )
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            check_adamw_args(group["lr"], group["betas"], group["eps"], group["weight_decay"])
+            self._check_outer(group["inner_steps"], group["outer_lr"], group["outer_momentum"])
+        self._init_state()
+
+    @staticmethod
+    def _check_outer(inner_steps: int, outer_lr: float, outer_momentum: float) -> None:
+        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
+            raise ValueError(f"inner_steps={inner_steps!r} must be an integer >= 1")
+        check_range("outer_lr", outer_lr, 0.0, float("inf"), low_inclusive=False, high_inclusive=False)
+        check_range("outer_momentum", outer_momentum, 0.0, 1.0, high_inclusive=False)
+
+    def _init_state(self) -> None:
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    if "outer" not in state:
+                        state["outer"] = p.detach().clone()
+                        state["outer_momentum"] = torch.zeros_like(p)
+                        state["exp_avg"] = torch.zeros_like(p)
+                        state["exp_avg_sq"] = torch.zeros_like(p)
+                        # torch's fused AdamW reads the step count on the device.
+                        device = p.device if self.implementation == "fused" else "cpu"
+                        state["step"] = torch.zeros((), dtype=torch.float32, device=device)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        if hasattr(self, "implementation"):
+            self._init_state()
+
+    # ------------------------------------------------------------------ modes
+    @torch.no_grad()
+    def _swap(self, group: dict) -> None:
+        for p in group["params"]:
+            p_local, other = local(p), local(self.state[p]["outer"])
+            tmp = p_local.clone()
+            p_local.copy_(other)
+            other.copy_(tmp)
+
+    def eval(self) -> None:
+        """Put the outer weights into the parameters. Idempotent."""
+        for group in self.param_groups:
+            if group_is_training(group):
+                self._swap(group)
+                group["train_mode"] = False
+
+    def train(self) -> None:
+        """Put the inner weights back into the parameters. Idempotent."""
+        for group in self.param_groups:
+            if not group_is_training(group):
+                self._swap(group)
+                group["train_mode"] = True
+
+    @property
+    def training(self) -> bool:
+        return all(group_is_training(g) for g in self.param_groups)
+
+    @torch.no_grad()
+    def reset_state_from_params(self) -> None:
+        """Restart from the current weights: outer = inner = params, all state zero."""
+        self.train()
+        for group in self.param_groups:
+            group["step"] = 0
+            for p in group["params"]:
+                state = self.state[p]
+                state["outer"].copy_(p)
+                for key in ("outer_momentum", "exp_avg", "exp_avg_sq", "step"):
+                    state[key].zero_()
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One inner AdamW step; every ``inner_steps``-th call also takes the outer step."""
+        if not self.training:
+            raise RuntimeError(
+                "DiLoCoAdamW.step() was called in eval mode (the parameters hold the "
+                "outer weights). Call optimizer.train() before training steps."
+            )
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("DiLoCoAdamW does not support sparse gradients")
+            states = [self.state[p] for p in params]
+            beta1, beta2 = group["betas"]
+            adamw(
+                [local(p) for p in params],
+                [local(p.grad) for p in params],
+                [local(s["exp_avg"]) for s in states],
+                [local(s["exp_avg_sq"]) for s in states],
+                [],
+                [s["step"] for s in states],
+                foreach=self.implementation == "foreach",
+                fused=self.implementation == "fused",
+                amsgrad=False,
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=False,
+            )
+            group["step"] += 1
+            if group["step"] % group["inner_steps"] == 0:
+                self._outer_step(group, params)
+        return loss
+
+    def _outer_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        mu, outer_lr = group["outer_momentum"], group["outer_lr"]
+        for p in params:  # one tensor at a time: the temporary stays one tensor large
+            state = self.state[p]
+            inner, outer, momentum = local(p), local(state["outer"]), local(state["outer_momentum"])
+            pseudo_grad = outer - inner
+            momentum.mul_(mu).add_(pseudo_grad)
+            pseudo_grad.add_(momentum, alpha=mu)  # Nesterov: p + mu * b
+            outer.add_(pseudo_grad, alpha=-outer_lr)
+            inner.copy_(outer)

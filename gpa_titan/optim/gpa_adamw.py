@@ -1,0 +1,301 @@
+"""GPA-AdamW: Generalized Primal Averaging with AdamW as the base optimizer.
+
+Algorithm 1 of "Smoothing DiLoCo with Primal Averaging for Faster Training of LLMs"
+(arXiv 2512.17131) keeps three sequences:
+
+    y_t     = mu_y * x_t + (1 - mu_y) * z_t          (gradients are taken here)
+    z_{t+1} = (1 - lr_t * wd) * z_t + lr_t * d_t      (d_t: AdamW's bias-corrected direction at y_t)
+    x_{t+1} = mu_x * x_t + (1 - mu_x) * z_{t+1}      (the model you evaluate and ship)
+
+We store it as in Appendix C.2: the parameters hold y and one extra buffer holds z;
+x = y / mu_y + (1 - 1/mu_y) * z is recovered on ``eval()``. Substituting x into the
+recursions (this is where the paper's Algorithm 3 has sign typos) gives the update
+
+    y_{t+1} = mu_x * y_t + (1 - mu_x) * z_t + (1 - mu_x * mu_y) * (z_{t+1} - z_t),
+
+which needs only y_t, z_t and the AdamW direction, elementwise.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterable
+
+import torch
+from torch.optim import Optimizer
+
+from ._common import (
+    check_adamw_args,
+    check_implementation,
+    check_range,
+    group_is_training,
+    local,
+    locals_,
+)
+
+
+def gpa_adamw_update_(
+    y: torch.Tensor,
+    z: torch.Tensor,
+    grad: torch.Tensor,
+    exp_avg: torch.Tensor,
+    exp_avg_sq: torch.Tensor,
+    one_minus_beta1: float,
+    beta2: float,
+    one_minus_beta2: float,
+    inv_sqrt_bias_correction2: float,
+    eps: float,
+    mu_x: float,
+    y_z_coef: float,
+    y_u_coef: float,
+    z_decay: float,
+    z_u_coef: float,
+) -> None:
+    """One GPA-AdamW step on a single tensor, in place (y, z and the two moments).
+
+    ``u = m / (sqrt(v) / sqrt(bc2) + eps)`` is AdamW's normalized first moment; the
+    host-side coefficients (see ``GPAAdamW._coefficients``) fold in lr, weight decay,
+    bias correction 1 and mu_x, mu_y. Written as one expression chain so that
+    ``torch.compile`` turns it into a single pass over memory.
+    """
+    # Scalars enter only through multiplication (never as ``alpha=``/``value=``
+    # arguments), so the compiled kernel keeps them symbolic instead of recompiling.
+    exp_avg.copy_(exp_avg + (grad - exp_avg) * one_minus_beta1)
+    exp_avg_sq.copy_(exp_avg_sq * beta2 + grad * grad * one_minus_beta2)
+    u = exp_avg / (exp_avg_sq.sqrt() * inv_sqrt_bias_correction2 + eps)
+    y.copy_(y * mu_x + z * y_z_coef + u * y_u_coef)  # uses z_t: before z moves
+    z.copy_(z * z_decay + u * z_u_coef)
+
+
+@functools.cache
+def _compiled_update() -> Callable[..., None]:
+    # dynamic=True: one compiled kernel for every tensor size, and the float
+    # coefficients become kernel arguments (no recompilation as lr changes).
+    return torch.compile(gpa_adamw_update_, dynamic=True, fullgraph=True)
+
+
+class GPAAdamW(Optimizer):
+    """GPA-AdamW (Algorithm 1 of arXiv 2512.17131), memory-efficient form (Appendix C.2).
+
+    In train mode the parameters hold y, where gradients are evaluated; ``eval()``
+    swaps x (the averaged model to validate, checkpoint and ship) into them and
+    ``train()`` swaps y back, like Schedule-Free optimizers. The optimizer starts in
+    train mode, and ``step()`` in eval mode raises. State per parameter: ``z``,
+    ``exp_avg`` and ``exp_avg_sq`` (one buffer beyond AdamW), created eagerly so that
+    checkpoint code never needs a warm-up step. The step count is a host integer in each
+    param group (``group["step"]``), so a step makes no host-device synchronisation.
+
+    ``mu_x = 0`` is exactly AdamW; ``mu_y = 1`` evaluates gradients at x (primal
+    averaging at the averaged point). ``mu_y = 0`` is rejected: the memory-efficient
+    form recovers x by dividing by mu_y, so it cannot represent it.
+
+    Args:
+        params: iterable of parameters or of param-group dicts.
+        lr (float, default 1e-3): learning rate gamma; a scheduler may rewrite
+            ``group["lr"]`` every step, and weight decay follows it (``z <- (1 - lr*wd) z``).
+        betas (tuple[float, float], default (0.9, 0.95)): AdamW's moment decay rates.
+        eps (float, default 1e-8): AdamW's denominator epsilon.
+        weight_decay (float, default 0.1): decoupled weight decay lambda, applied to z.
+        mu_x (float, default 0.9967): averaging rate of x in [0, 1); 0.9967 = 0.9**(1/32).
+        mu_y (float, default 0.9): interpolation of y between x and z, in (0, 1].
+        implementation (str, default "fused"): "fused" runs one ``torch.compile``d
+            elementwise kernel per tensor (fastest; needs a working inductor backend:
+            a C++ compiler on CPU, Triton on GPU); "foreach" uses ``torch._foreach_*``
+            multi-tensor ops; "for-loop" runs the same per-tensor math eagerly.
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
+        mu_x: float = 0.9967,
+        mu_y: float = 0.9,
+        implementation: str = "fused",
+    ) -> None:
+        check_adamw_args(lr, betas, eps, weight_decay)
+        self._check_mu(mu_x, mu_y)
+        check_implementation(implementation)
+        self.implementation = implementation
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            mu_x=mu_x,
+            mu_y=mu_y,
+            step=0,
+            train_mode=True,
+        )
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            check_adamw_args(group["lr"], group["betas"], group["eps"], group["weight_decay"])
+            self._check_mu(group["mu_x"], group["mu_y"])
+        self._init_state()
+
+    @staticmethod
+    def _check_mu(mu_x: float, mu_y: float) -> None:
+        check_range("mu_x", mu_x, 0.0, 1.0, high_inclusive=False)
+        check_range("mu_y", mu_y, 0.0, 1.0)
+        if mu_y == 0.0:
+            raise ValueError(
+                "mu_y=0 is not supported: GPAAdamW stores y and z and recovers "
+                "x = y/mu_y + (1 - 1/mu_y) z, which needs mu_y > 0. Use mu_y in (0, 1] "
+                "(the paper uses 0.8 or 0.9)."
+            )
+
+    def _init_state(self) -> None:
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    if "z" not in state:
+                        state["z"] = p.detach().clone()
+                        state["exp_avg"] = torch.zeros_like(p)
+                        state["exp_avg_sq"] = torch.zeros_like(p)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        if hasattr(self, "implementation"):  # after __init__: new groups get state too
+            self._init_state()
+
+    # ------------------------------------------------------------------ modes
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Put x, the averaged weights, into the parameters. Idempotent."""
+        for group in self.param_groups:
+            if group_is_training(group):
+                params = locals_(group["params"])
+                zs = locals_(self.state[p]["z"] for p in group["params"])
+                if params:  # x = y + (1 - 1/mu_y) (z - y)
+                    torch._foreach_lerp_(params, zs, 1.0 - 1.0 / group["mu_y"])
+                group["train_mode"] = False
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Put y, where gradients are taken, back into the parameters. Idempotent."""
+        for group in self.param_groups:
+            if not group_is_training(group):
+                params = locals_(group["params"])
+                zs = locals_(self.state[p]["z"] for p in group["params"])
+                if params:  # y = x + (1 - mu_y) (z - x)
+                    torch._foreach_lerp_(params, zs, 1.0 - group["mu_y"])
+                group["train_mode"] = True
+
+    @property
+    def training(self) -> bool:
+        return all(group_is_training(g) for g in self.param_groups)
+
+    @torch.no_grad()
+    def reset_state_from_params(self) -> None:
+        """Restart the averaging at the current weights: x = y = z = params, moments zero."""
+        self.train()
+        for group in self.param_groups:
+            group["step"] = 0
+            for p in group["params"]:
+                state = self.state[p]
+                state["z"].copy_(p)
+                state["exp_avg"].zero_()
+                state["exp_avg_sq"].zero_()
+
+    # ------------------------------------------------------------------ step
+    @staticmethod
+    def _coefficients(group: dict) -> dict[str, float]:
+        lr, wd = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        mu_x, mu_y = group["mu_x"], group["mu_y"]
+        step = group["step"]
+        bias_correction1 = 1.0 - beta1**step
+        bias_correction2 = 1.0 - beta2**step
+        step_size = lr / bias_correction1
+        delta_weight = 1.0 - mu_x * mu_y  # weight of (z_{t+1} - z_t) in y_{t+1}
+        return dict(
+            one_minus_beta1=1.0 - beta1,
+            beta2=beta2,
+            one_minus_beta2=1.0 - beta2,
+            inv_sqrt_bias_correction2=1.0 / bias_correction2**0.5,
+            eps=group["eps"],
+            mu_x=mu_x,
+            y_z_coef=(1.0 - mu_x) - delta_weight * lr * wd,
+            y_u_coef=-delta_weight * step_size,
+            z_decay=1.0 - lr * wd,
+            z_u_coef=-step_size,
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Take one GPA-AdamW step from the gradients in ``p.grad`` (taken at y)."""
+        if not self.training:
+            raise RuntimeError(
+                "GPAAdamW.step() was called in eval mode (the parameters hold x). "
+                "Call optimizer.train() before the next forward/backward and step."
+            )
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            tensors = []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("GPAAdamW does not support sparse gradients")
+                state = self.state[p]
+                tensors.append(
+                    (p, state["z"], p.grad, state["exp_avg"], state["exp_avg_sq"])
+                )
+            if not tensors:
+                continue
+            group["step"] += 1
+            coefs = self._coefficients(group)
+            if self.implementation == "foreach":
+                self._foreach_update([locals_(ts) for ts in zip(*tensors)], **coefs)
+            else:
+                self._per_tensor_update(tensors, coefs)
+        return loss
+
+    def _per_tensor_update(self, tensors: list[tuple], coefs: dict[str, float]) -> None:
+        compiled = self.implementation == "fused"
+        kernel = _compiled_update() if compiled else gpa_adamw_update_
+        for ts in tensors:
+            ts = [local(t) for t in ts]
+            if ts[0].numel() == 0:
+                continue  # an empty FSDP shard
+            if compiled and all(t.is_contiguous() for t in ts):
+                kernel(*(t.view(-1) for t in ts), **coefs)
+            else:
+                gpa_adamw_update_(*ts, **coefs)
+
+    @staticmethod
+    def _foreach_update(
+        lists: list[list[torch.Tensor]],
+        *,
+        one_minus_beta1: float,
+        beta2: float,
+        one_minus_beta2: float,
+        inv_sqrt_bias_correction2: float,
+        eps: float,
+        mu_x: float,
+        y_z_coef: float,
+        y_u_coef: float,
+        z_decay: float,
+        z_u_coef: float,
+    ) -> None:
+        ys, zs, grads, exp_avgs, exp_avg_sqs = lists
+        torch._foreach_lerp_(exp_avgs, grads, one_minus_beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=one_minus_beta2)
+        u = torch._foreach_sqrt(exp_avg_sqs)  # the one temporary list: becomes u in place
+        torch._foreach_mul_(u, inv_sqrt_bias_correction2)
+        torch._foreach_add_(u, eps)
+        torch._foreach_reciprocal_(u)
+        torch._foreach_mul_(u, exp_avgs)
+        torch._foreach_mul_(ys, mu_x)
+        torch._foreach_add_(ys, zs, alpha=y_z_coef)
+        torch._foreach_add_(ys, u, alpha=y_u_coef)
+        torch._foreach_mul_(zs, z_decay)
+        torch._foreach_add_(zs, u, alpha=z_u_coef)
