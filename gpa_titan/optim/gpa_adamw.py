@@ -19,11 +19,12 @@ which needs only y_t, z_t and the AdamW direction, elementwise.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch.optim import Optimizer
 
+from ._cpu_kernel import cpu_kernel
 from ._common import (
     check_adamw_args,
     check_implementation,
@@ -34,44 +35,56 @@ from ._common import (
 )
 
 
+COEFFICIENTS = (
+    "one_minus_beta1",
+    "beta2",
+    "one_minus_beta2",
+    "inv_sqrt_bias_correction2",
+    "eps",
+    "mu_x",
+    "y_z_coef",
+    "y_u_coef",
+    "lr_times_wd",
+    "z_u_coef",
+)
+
+
 def gpa_adamw_update_(
     y: torch.Tensor,
     z: torch.Tensor,
     grad: torch.Tensor,
     exp_avg: torch.Tensor,
     exp_avg_sq: torch.Tensor,
-    one_minus_beta1: float,
-    beta2: float,
-    one_minus_beta2: float,
-    inv_sqrt_bias_correction2: float,
-    eps: float,
-    mu_x: float,
-    y_z_coef: float,
-    y_u_coef: float,
-    z_decay: float,
-    z_u_coef: float,
+    c: Sequence[float] | torch.Tensor,
 ) -> None:
     """One GPA-AdamW step on a single tensor, in place (y, z and the two moments).
 
-    ``u = m / (sqrt(v) / sqrt(bc2) + eps)`` is AdamW's normalized first moment; the
-    host-side coefficients (see ``GPAAdamW._coefficients``) fold in lr, weight decay,
-    bias correction 1 and mu_x, mu_y. Written as one expression chain so that
-    ``torch.compile`` turns it into a single pass over memory.
+    ``c`` holds the host-computed coefficients in the order of ``COEFFICIENTS`` (a list
+    of floats, or one small tensor for the compiled kernel, so that a changing lr is a
+    kernel argument rather than a reason to recompile). ``u = m / (sqrt(v)/sqrt(bc2) +
+    eps)`` is AdamW's normalized first moment; lr, weight decay, bias correction 1 and
+    mu_x, mu_y are folded into the coefficients (see ``GPAAdamW._coefficients``).
     """
-    # Scalars enter only through multiplication (never as ``alpha=``/``value=``
-    # arguments), so the compiled kernel keeps them symbolic instead of recompiling.
-    exp_avg.copy_(exp_avg + (grad - exp_avg) * one_minus_beta1)
-    exp_avg_sq.copy_(exp_avg_sq * beta2 + grad * grad * one_minus_beta2)
-    u = exp_avg / (exp_avg_sq.sqrt() * inv_sqrt_bias_correction2 + eps)
-    y.copy_(y * mu_x + z * y_z_coef + u * y_u_coef)  # uses z_t: before z moves
-    z.copy_(z * z_decay + u * z_u_coef)
+    exp_avg.copy_(exp_avg + (grad - exp_avg) * c[0])
+    exp_avg_sq.copy_(exp_avg_sq * c[1] + grad * grad * c[2])
+    u = exp_avg / (exp_avg_sq.sqrt() * c[3] + c[4])
+    y.copy_(y * c[5] + z * c[6] + u * c[7])  # uses z_t: before z moves
+    z.copy_(z - z * c[8] + u * c[9])  # c[8] = lr*wd: no 1 - lr*wd rounding in float32
 
 
 @functools.cache
 def _compiled_update() -> Callable[..., None]:
-    # dynamic=True: one compiled kernel for every tensor size, and the float
-    # coefficients become kernel arguments (no recompilation as lr changes).
+    # dynamic=True: one compiled kernel serves every tensor size.
     return torch.compile(gpa_adamw_update_, dynamic=True, fullgraph=True)
+
+
+def _coefficient_tensor(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """The coefficients on ``like``'s device without a host-device synchronisation."""
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    if like.device.type == "cpu":
+        return torch.tensor(values, dtype=dtype)
+    pinned = torch.tensor(values, dtype=dtype, pin_memory=True)
+    return pinned.to(like.device, non_blocking=True)
 
 
 class GPAAdamW(Optimizer):
@@ -98,10 +111,11 @@ class GPAAdamW(Optimizer):
         weight_decay (float, default 0.1): decoupled weight decay lambda, applied to z.
         mu_x (float, default 0.9967): averaging rate of x in [0, 1); 0.9967 = 0.9**(1/32).
         mu_y (float, default 0.9): interpolation of y between x and z, in (0, 1].
-        implementation (str, default "fused"): "fused" runs one ``torch.compile``d
-            elementwise kernel per tensor (fastest; needs a working inductor backend:
-            a C++ compiler on CPU, Triton on GPU); "foreach" uses ``torch._foreach_*``
-            multi-tensor ops; "for-loop" runs the same per-tensor math eagerly.
+        implementation (str, default "fused"): "fused" makes one pass over memory per
+            tensor: a C++ kernel built on first use on CPU (needs a C++ compiler; see
+            ``_cpu_kernel``), a ``torch.compile``d Triton kernel on GPUs; "foreach" uses
+            ``torch._foreach_*`` multi-tensor ops; "for-loop" runs the per-tensor math
+            eagerly. All three compute the same update.
     """
 
     def __init__(
@@ -119,6 +133,7 @@ class GPAAdamW(Optimizer):
         self._check_mu(mu_x, mu_y)
         check_implementation(implementation)
         self.implementation = implementation
+        self._views: dict[torch.Tensor, tuple[torch.Tensor, ...] | None] = {}
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
@@ -161,6 +176,10 @@ class GPAAdamW(Optimizer):
         if hasattr(self, "implementation"):  # after __init__: new groups get state too
             self._init_state()
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._views.clear()  # the state tensors were replaced
+
     # ------------------------------------------------------------------ modes
     @torch.no_grad()
     def eval(self) -> None:
@@ -202,7 +221,7 @@ class GPAAdamW(Optimizer):
 
     # ------------------------------------------------------------------ step
     @staticmethod
-    def _coefficients(group: dict) -> dict[str, float]:
+    def _coefficients(group: dict) -> list[float]:
         lr, wd = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         mu_x, mu_y = group["mu_x"], group["mu_y"]
@@ -211,7 +230,7 @@ class GPAAdamW(Optimizer):
         bias_correction2 = 1.0 - beta2**step
         step_size = lr / bias_correction1
         delta_weight = 1.0 - mu_x * mu_y  # weight of (z_{t+1} - z_t) in y_{t+1}
-        return dict(
+        coefs = dict(
             one_minus_beta1=1.0 - beta1,
             beta2=beta2,
             one_minus_beta2=1.0 - beta2,
@@ -220,9 +239,10 @@ class GPAAdamW(Optimizer):
             mu_x=mu_x,
             y_z_coef=(1.0 - mu_x) - delta_weight * lr * wd,
             y_u_coef=-delta_weight * step_size,
-            z_decay=1.0 - lr * wd,
+            lr_times_wd=lr * wd,
             z_u_coef=-step_size,
         )
+        return [coefs[name] for name in COEFFICIENTS]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -238,64 +258,75 @@ class GPAAdamW(Optimizer):
                 loss = closure()
 
         for group in self.param_groups:
-            tensors = []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("GPAAdamW does not support sparse gradients")
-                state = self.state[p]
-                tensors.append(
-                    (p, state["z"], p.grad, state["exp_avg"], state["exp_avg_sq"])
-                )
-            if not tensors:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
                 continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("GPAAdamW does not support sparse gradients")
             group["step"] += 1
             coefs = self._coefficients(group)
             if self.implementation == "foreach":
-                self._foreach_update([locals_(ts) for ts in zip(*tensors)], **coefs)
+                states = [self.state[p] for p in params]
+                lists = [params, [s["z"] for s in states], [p.grad for p in params]]
+                lists += [[s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]]
+                self._foreach_update([locals_(ts) for ts in lists], coefs)
             else:
-                self._per_tensor_update(tensors, coefs)
+                self._per_tensor_update(params, coefs)
         return loss
 
-    def _per_tensor_update(self, tensors: list[tuple], coefs: dict[str, float]) -> None:
-        compiled = self.implementation == "fused"
-        kernel = _compiled_update() if compiled else gpa_adamw_update_
-        for ts in tensors:
-            ts = [local(t) for t in ts]
-            if ts[0].numel() == 0:
+    def _flat_views(self, p: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """1-D views of (y, z, exp_avg, exp_avg_sq) for the compiled kernel, cached per
+        parameter (rebuilt if a storage moved); None when one is not contiguous."""
+        cached = self._views.get(p)
+        y = local(p)
+        if cached is not None and cached[0].data_ptr() == y.data_ptr():
+            return cached
+        state = self.state[p]
+        ts = [y] + [local(state[k]) for k in ("z", "exp_avg", "exp_avg_sq")]
+        views = tuple(t.view(-1) for t in ts) if all(t.is_contiguous() for t in ts) else None
+        self._views[p] = views
+        return views
+
+    def _per_tensor_update(self, params: list[torch.Tensor], coefs: list[float]) -> None:
+        fused = self.implementation == "fused"
+        cpu_lists: dict[torch.dtype, list[list[torch.Tensor]]] = {}
+        coef_tensors: dict[tuple, torch.Tensor] = {}
+        for p in params:
+            grad = local(p.grad)
+            if grad.numel() == 0:
                 continue  # an empty FSDP shard
-            if compiled and all(t.is_contiguous() for t in ts):
-                kernel(*(t.view(-1) for t in ts), **coefs)
-            else:
-                gpa_adamw_update_(*ts, **coefs)
+            views = self._flat_views(p) if fused and grad.is_contiguous() else None
+            if views is None or grad.dtype not in (torch.float32, torch.float64) and grad.device.type == "cpu":
+                state = self.state[p]
+                y, z, m, v = (local(t) for t in (p, state["z"], state["exp_avg"], state["exp_avg_sq"]))
+                gpa_adamw_update_(y, z, grad, m, v, coefs)
+            elif grad.device.type == "cpu":  # one C++ call per dtype, below
+                y, z, m, v = views
+                lists = cpu_lists.setdefault(grad.dtype, [[], [], [], [], []])
+                for lst, t in zip(lists, (y, z, grad.view(-1), m, v)):
+                    lst.append(t)
+            else:  # accelerators: the torch.compile'd kernel (Triton on CUDA)
+                key = (grad.device, grad.dtype)
+                if key not in coef_tensors:
+                    coef_tensors[key] = _coefficient_tensor(coefs, grad)
+                y, z, m, v = views
+                _compiled_update()(y, z, grad.view(-1), m, v, coef_tensors[key])
+        for lists in cpu_lists.values():
+            cpu_kernel().gpa_adamw_step(*lists, coefs)
 
     @staticmethod
-    def _foreach_update(
-        lists: list[list[torch.Tensor]],
-        *,
-        one_minus_beta1: float,
-        beta2: float,
-        one_minus_beta2: float,
-        inv_sqrt_bias_correction2: float,
-        eps: float,
-        mu_x: float,
-        y_z_coef: float,
-        y_u_coef: float,
-        z_decay: float,
-        z_u_coef: float,
-    ) -> None:
+    def _foreach_update(lists: list[list[torch.Tensor]], c: list[float]) -> None:
         ys, zs, grads, exp_avgs, exp_avg_sqs = lists
-        torch._foreach_lerp_(exp_avgs, grads, one_minus_beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=one_minus_beta2)
+        torch._foreach_lerp_(exp_avgs, grads, c[0])
+        torch._foreach_mul_(exp_avg_sqs, c[1])
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=c[2])
         u = torch._foreach_sqrt(exp_avg_sqs)  # the one temporary list: becomes u in place
-        torch._foreach_mul_(u, inv_sqrt_bias_correction2)
-        torch._foreach_add_(u, eps)
+        torch._foreach_mul_(u, c[3])
+        torch._foreach_add_(u, c[4])
         torch._foreach_reciprocal_(u)
         torch._foreach_mul_(u, exp_avgs)
-        torch._foreach_mul_(ys, mu_x)
-        torch._foreach_add_(ys, zs, alpha=y_z_coef)
-        torch._foreach_add_(ys, u, alpha=y_u_coef)
-        torch._foreach_mul_(zs, z_decay)
-        torch._foreach_add_(zs, u, alpha=z_u_coef)
+        torch._foreach_mul_(ys, c[5])
+        torch._foreach_add_(ys, zs, alpha=c[6])
+        torch._foreach_add_(ys, u, alpha=c[7])
+        torch._foreach_add_(zs, zs, alpha=-c[8])
+        torch._foreach_add_(zs, u, alpha=c[9])
