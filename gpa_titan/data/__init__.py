@@ -1,0 +1,1 @@
+"""Text data: C4 (Hugging Face streaming or local shards), the offline demo corpus, packing."""

@@ -1,0 +1,88 @@
+"""The TrainSpec optimizer builder: ``[optimizer] name`` picks AdamW, GPA-AdamW, DiLoCo-AdamW
+or ScheduleFree-AdamW, and the container forwards ``train()``/``eval()`` to them."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+from torchtitan.components.optimizer import OptimizersContainer
+
+from gpa_titan.config import OPTIMIZER_NAMES
+from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
+
+
+class EvalWeightsOptimizersContainer(OptimizersContainer):
+    """TorchTitan's OptimizersContainer plus the train/eval protocol of averaging optimizers.
+
+    ``eval()`` puts the evaluation weights into the model (x for GPA, the outer weights
+    for DiLoCo, Schedule-Free's x), ``train()`` the training weights; for AdamW both do
+    nothing. ``evaluation_weights()`` is a context manager doing eval, then train.
+    Checkpointing (DCP, flattened FQN keys, resharding) is inherited unchanged.
+    """
+
+    def _averaging(self) -> Iterator[torch.optim.Optimizer]:
+        return (o for o in self.optimizers if hasattr(o, "eval") and hasattr(o, "train"))
+
+    def eval(self) -> None:
+        for opt in self._averaging():
+            opt.eval()
+
+    def train(self) -> None:
+        for opt in self._averaging():
+            opt.train()
+
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train()
+
+    def restart_fresh_state(self) -> None:
+        """Re-anchor the extra buffers at the current weights for optimizers that have not
+        stepped yet (after a model-only checkpoint load, z / the outer weights must equal
+        the freshly loaded weights, not the random initialisation)."""
+        for opt in self._averaging():
+            if hasattr(opt, "reset_state_from_params") and all(g["step"] == 0 for g in opt.param_groups):
+                opt.reset_state_from_params()
+
+
+def optimizer_class_and_kwargs(optimizer_config) -> tuple[type, dict[str, Any]]:
+    name, impl = optimizer_config.name, optimizer_config.implementation
+    common = dict(
+        lr=optimizer_config.lr,
+        betas=(optimizer_config.beta1, optimizer_config.beta2),
+        eps=optimizer_config.eps,
+        weight_decay=optimizer_config.weight_decay,
+    )
+    if name == "AdamW":
+        return torch.optim.AdamW, dict(common, fused=impl == "fused", foreach=impl == "foreach")
+    if name == "GPA-AdamW":
+        return GPAAdamW, dict(common, mu_x=optimizer_config.mu_x, mu_y=optimizer_config.mu_y, implementation=impl)
+    if name == "DiLoCo-AdamW":
+        return DiLoCoAdamW, dict(
+            common,
+            inner_steps=optimizer_config.inner_steps,
+            outer_lr=optimizer_config.outer_lr,
+            outer_momentum=optimizer_config.outer_momentum,
+            implementation=impl,
+        )
+    if name == "ScheduleFree-AdamW":
+        from gpa_titan.optim import ScheduleFreeAdamW
+
+        return ScheduleFreeAdamW, dict(common, warmup_steps=optimizer_config.warmup_steps, implementation=impl)
+    raise ValueError(f"[optimizer] name = {name!r} is not known; choose one of {list(OPTIMIZER_NAMES)}")
+
+
+def build_optimizers(model_parts: list[nn.Module], optimizer_config, parallel_dims, ft_manager=None) -> EvalWeightsOptimizersContainer:
+    """TrainSpec ``build_optimizers_fn``: one optimizer per model part, in a container."""
+    if optimizer_config.early_step_in_backward:
+        raise NotImplementedError("[optimizer] early_step_in_backward is not supported by gpa_titan's optimizers")
+    if ft_manager is not None and getattr(ft_manager, "enabled", False):
+        raise NotImplementedError("[fault_tolerance] is not supported by gpa_titan's optimizers")
+    cls, kwargs = optimizer_class_and_kwargs(optimizer_config)
+    return EvalWeightsOptimizersContainer(model_parts, cls, kwargs)
