@@ -58,11 +58,27 @@ def build_tokenizer(job_config) -> BaseTokenizer:
     return load_tokenizer(path)
 
 
+class ReshardableDataloader(ParallelAwareDataloader):
+    """TorchTitan's dataloader, but a checkpoint written by a different number of
+    data-parallel ranks restarts the data from the beginning (with a warning that says
+    so) instead of failing: the split of documents over ranks depends on their number."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict and state_dict.get("world_size") not in (None, self.dp_world_size):
+            logger.warning(
+                f"The checkpoint's data position was written by {state_dict['world_size']} data-parallel "
+                f"ranks and this run has {self.dp_world_size}: the data restarts from the beginning "
+                "(model, optimizer and schedule are restored exactly)."
+            )
+            return
+        super().load_state_dict(state_dict)
+
+
 def build_dataloader(dp_world_size: int, dp_rank: int, tokenizer: BaseTokenizer, job_config, infinite: bool = True):
     """The training dataloader: packed sequences, sharded by data-parallel rank."""
     make_source = _document_factory(job_config, "training", "train", infinite)
     dataset = PackedTokenDataset(make_source, tokenizer, job_config.training.seq_len, dp_rank, dp_world_size)
-    return ParallelAwareDataloader(
+    return ReshardableDataloader(
         dataset,
         dp_rank=dp_rank,
         dp_world_size=dp_world_size,
