@@ -29,10 +29,24 @@ class EvalWeightsOptimizersContainer(OptimizersContainer):
     def eval(self) -> None:
         for opt in self._averaging():
             opt.eval()
+        self._drop_unsharded_copies()
 
     def train(self) -> None:
         for opt in self._averaging():
             opt.train()
+        self._drop_unsharded_copies()
+
+    def _drop_unsharded_copies(self) -> None:
+        """FSDP2 keeps modules with ``reshard_after_forward=False`` (TorchTitan's norm and
+        output) unsharded after a forward without backward, e.g. validation. The swap
+        just changed the sharded weights, so free those copies: the next forward must
+        all-gather the weights now in place, not reuse the ones from before the swap."""
+        from torch.distributed.fsdp import FSDPModule
+
+        for model in self.model_parts:
+            for module in model.modules():
+                if isinstance(module, FSDPModule):
+                    module.reshard()
 
     @contextlib.contextmanager
     def evaluation_weights(self):

@@ -72,8 +72,30 @@ def run_until_checkpoint(nproc: int, args: list[str], checkpoint_dir: str, timeo
                 raise AssertionError("timed out waiting for the checkpoint")
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, 9)
+        for pid in [proc.pid, *descendants(proc.pid)]:  # torchrun's workers may leave its group
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         proc.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def scalars(dump: str, tag: str) -> dict[int, float]:

@@ -1,0 +1,48 @@
+"""Kill a 2-rank run after a checkpoint, resume it: the remaining losses match an
+uninterrupted run; and a 2-rank checkpoint resumes on 1 rank."""
+
+import os
+import shutil
+
+import pytest
+
+from e2e import TRAIN_LOSS, run_trainer, run_until_checkpoint, scalars, tiny_args
+from gpa_titan.data.demo import build_demo_assets
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    return build_demo_assets(str(tmp_path_factory.mktemp("demo_assets")))
+
+
+@pytest.mark.parametrize("optimizer", ["GPA-AdamW", "DiLoCo-AdamW"])
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, assets, optimizer):
+    # inner_steps=3: the step-20 checkpoint falls in the middle of a DiLoCo period
+    extra = ("--optimizer.name", optimizer, "--optimizer.inner_steps", "3", "--checkpoint.interval", "20")
+    full = str(tmp_path / "uninterrupted")
+    run_trainer(2, tiny_args(full, assets, 40, *extra))
+    expected = scalars(full, TRAIN_LOSS)
+
+    resumed = str(tmp_path / "killed")
+    args = tiny_args(resumed, assets, 40, *extra)
+    run_until_checkpoint(2, args, os.path.join(resumed, "checkpoint", "step-20"))
+    assert not os.path.exists(os.path.join(resumed, "checkpoint", "step-40")), "the run was not killed early"
+    run_trainer(2, args)  # same command: resumes from the latest checkpoint
+    got = scalars(resumed, TRAIN_LOSS)
+
+    for step in range(21, 41):
+        rel = abs(got[step] - expected[step]) / abs(expected[step])
+        assert rel <= 1e-5, f"step {step}: resumed {got[step]} vs uninterrupted {expected[step]}"
+
+    # The same checkpoint resumes on a single rank (FSDP2 shards -> one full copy).
+    single = str(tmp_path / "one_rank")
+    os.makedirs(os.path.join(single, "checkpoint"))
+    shutil.copytree(os.path.join(resumed, "checkpoint", "step-20"), os.path.join(single, "checkpoint", "step-20"))
+    proc = run_trainer(1, tiny_args(single, assets, 25, *extra))
+    assert "Training starts at step 21" in proc.stdout + proc.stderr
+    one = scalars(single, TRAIN_LOSS)
+    assert sorted(one) == list(range(21, 26))
+    assert one[21] < expected[1] - 1.0, "weights were not restored"
+    assert abs(one[21] - expected[21]) < 0.5
