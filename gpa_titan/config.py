@@ -53,7 +53,16 @@ class Data:
 
 
 @dataclass
+class Job:
+    stop_after_steps: int = -1
+    """End this run after this many steps, with a checkpoint (when [checkpoint] enable);
+    the LR schedule still spans [training] steps, and a rerun continues from there.
+    -1: run to [training] steps. For time-limited allocations and smoke tests."""
+
+
+@dataclass
 class JobConfig:
+    job: Job = field(default_factory=Job)
     optimizer: Optimizer = field(default_factory=Optimizer)
     model: Model = field(default_factory=Model)
     data: Data = field(default_factory=Data)
@@ -85,6 +94,8 @@ def validate_job_config(job_config) -> None:
         check("outer_momentum", opt.outer_momentum, 0 <= opt.outer_momentum < 1, "in [0, 1)")
     if opt.name == "ScheduleFree-AdamW":
         check("warmup_steps", opt.warmup_steps, opt.warmup_steps >= 0, ">= 0")
+    if job_config.job.stop_after_steps == 0 or job_config.job.stop_after_steps < -1:
+        raise ValueError(f"[job] stop_after_steps = {job_config.job.stop_after_steps} must be -1 or >= 1")
     if job_config.model.vocab_size != -1 and job_config.model.vocab_size < 1:
         raise ValueError(f"[model] vocab_size = {job_config.model.vocab_size} must be -1 (the flavor's) or >= 1")
     if job_config.validation.enable and job_config.validation.steps < 1:

@@ -35,6 +35,7 @@ class GPATrainer(Trainer):
         apply_cpu_compat()
         configure_wandb(job_config)
         self.preempted = False
+        self._first_step = None
         super().__init__(job_config)
         self.checkpointer = EvalWeightsCheckpointer(self.checkpointer, self.optimizers)
         if job_config.validation.enable:
@@ -50,8 +51,18 @@ class GPATrainer(Trainer):
         self.preempted = True
 
     def should_continue_training(self) -> bool:
+        stop_after = self.job_config.job.stop_after_steps
+        if self._first_step is None:
+            self._first_step = self.step  # the step this run started from (after a resume)
+        if stop_after > 0 and self.step >= self._first_step + stop_after and self.step < self.job_config.training.steps:
+            self.checkpointer.force_save(self.step)
+            logger.info(f"[job] stop_after_steps = {stop_after}: stopping at step {self.step}")
+            return False
         if self._preemption_agreed():
             self.checkpointer.force_save(self.step)
+            if torch.distributed.get_rank() == 0:  # tells slurm/train.sbatch to requeue
+                with open(os.path.join(self.job_config.job.dump_folder, "PREEMPTED"), "w") as f:
+                    f.write(f"{self.step}\n")
             logger.warning(f"Preempted: saved a checkpoint at step {self.step}; exiting for requeue")
             return False
         return super().should_continue_training()

@@ -46,3 +46,30 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, assets, optimizer):
     assert sorted(one) == list(range(21, 26))
     assert one[21] < expected[1] - 1.0, "weights were not restored"
     assert abs(one[21] - expected[21]) < 0.5
+
+
+def test_preemption_signal_checkpoints_and_the_rerun_resumes(tmp_path, assets):
+    import signal
+    import subprocess
+    import time
+
+    from e2e import env, trainer_cmd
+
+    dump = str(tmp_path / "run")
+    args = tiny_args(dump, assets, 400, "--checkpoint.interval", "1000")
+    log_path = tmp_path / "log.txt"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(trainer_cmd(1, args), cwd=os.path.dirname(os.path.dirname(__file__)), env=env(),
+                                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while "step:  5" not in log_path.read_text():
+            assert proc.poll() is None and time.time() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGUSR1)
+        assert proc.wait(timeout=300) == 0
+    step = int(open(os.path.join(dump, "PREEMPTED")).read())
+    assert 5 <= step < 400
+    assert os.path.exists(os.path.join(dump, "checkpoint", f"step-{step}", ".metadata"))
+    os.remove(os.path.join(dump, "PREEMPTED"))  # what slurm/train.sbatch does before requeueing
+    proc = run_trainer(1, tiny_args(dump, assets, step + 3, "--checkpoint.interval", "1000"))
+    assert f"Training starts at step {step + 1}" in proc.stdout + proc.stderr

@@ -41,6 +41,7 @@ def _document_factory(job_config, section: str, split: str, infinite: bool):
     if path:
         files = find_shards(path, split, key=f"[{section}] dataset_path")
         return lambda reader, readers: LocalC4Documents(files, reader, readers, infinite)
+    HFStreamingDocuments(split, 0, 1, infinite)  # fail at start-up, not at the first batch
     return lambda reader, readers: HFStreamingDocuments(split, reader, readers, infinite)
 
 

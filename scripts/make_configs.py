@@ -1,0 +1,299 @@
+"""Writes every TOML in configs/ from one table, so the files cannot drift apart.
+
+    python scripts/make_configs.py            # rewrite configs/*.toml
+    python scripts/make_configs.py --check    # exit 1 if a committed file differs
+
+Every file has the same sections and keys in the same order, so ``diff`` between two
+configs shows only what differs. Edit this script, not the TOMLs (a test checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO, "configs")
+
+# (short name, [optimizer] name, its extra settings)
+OPTIMIZERS = {
+    "adamw": "AdamW",
+    "gpa": "GPA-AdamW",
+    "diloco": "DiLoCo-AdamW",
+}
+
+# One entry per model size: the paper's setup where it gives one (see the comments).
+SIZES = {
+    "160m": dict(
+        flavor="160M",
+        hardware="1 node x 8 H100 80GB",
+        nodes=1,
+        paper="Llama-160M: 3.2B tokens, 128 x 2048 tokens per step, 12208 steps (paper, Sec. 4)",
+        tokenizer="./assets/tokenizer/llama2",
+        tokenizer_note="Llama 2's 32K SentencePiece vocabulary (a 128K one would dominate a 160M model)",
+        global_batch=128,
+        local_batch=16,
+        steps=12208,
+        lr=3e-3,
+        betas=(0.9, 0.95),
+        mu_y=0.9,
+        ac="none",
+        val_freq=500,
+        val_steps=20,
+        ckpt_interval=1000,
+    ),
+    "1b": dict(
+        flavor="1B",
+        hardware="2 nodes x 8 H100 80GB (HSDP: shard within a node, replicate across nodes)",
+        nodes=2,
+        paper="Llama-1B: 50B tokens, 256 x 2048 tokens per step (paper, Sec. 4); AdamW betas (0.975, 0.95)",
+        tokenizer="./assets/tokenizer/llama3",
+        tokenizer_note="Llama 3's 128K tokenizer",
+        global_batch=256,
+        local_batch=16,
+        steps=math.ceil(50e9 / (256 * 2048)),
+        lr=1e-3,
+        betas=(0.975, 0.95),
+        mu_y=0.9,
+        ac="selective",
+        val_freq=1000,
+        val_steps=20,
+        ckpt_interval=2000,
+    ),
+    "8b": dict(
+        flavor="8B",
+        hardware="8 nodes x 8 H100 80GB (HSDP: shard within a node, replicate across nodes)",
+        nodes=8,
+        paper=(
+            "Llama-8B: the paper gives no recipe we could use; ours is Chinchilla-style, 20 tokens "
+            "per parameter (160B tokens) at 512 x 2048 = 1M tokens per step, Llama 3's 8B shape, "
+            "lr 3e-4 as in Llama 3 8B pretraining"
+        ),
+        tokenizer="./assets/tokenizer/llama3",
+        tokenizer_note="Llama 3's 128K tokenizer",
+        global_batch=512,
+        local_batch=4,
+        steps=math.ceil(160e9 / (512 * 2048)),
+        lr=3e-4,
+        betas=(0.9, 0.95),
+        mu_y=0.9,
+        ac="full",
+        val_freq=2000,
+        val_steps=10,
+        ckpt_interval=1000,
+    ),
+}
+
+# Table 4: mu_x = mu ** (1 / H); the paper's GPA runs use H = 32, mu = 0.9 -> 0.9967
+GPA_MU_X = round(0.9 ** (1 / 32), 4)
+DILOCO = dict(inner_steps=32, outer_lr=0.75, outer_momentum=0.9)
+
+
+def fmt(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def render(header: list[str], sections: dict[str, dict]) -> str:
+    lines = [f"# {h}" if h else "#" for h in header]
+    for name, keys in sections.items():
+        lines += ["", f"[{name}]"]
+        for key, value in keys.items():
+            if isinstance(value, tuple):  # (value, comment)
+                lines.append(f"{key} = {fmt(value[0])}  # {value[1]}")
+            else:
+                lines.append(f"{key} = {fmt(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y, warmup, steps,
+             dataset, dataset_path, global_batch, local_batch, seq_len, dtype_param, ckpt, ckpt_interval,
+             ac, compile_, val_batch, val_freq, val_steps, tensorboard, log_freq) -> dict[str, dict]:
+    return {
+        "job": dict(dump_folder=dump, description=description, custom_config_module="gpa_titan.config"),
+        "metrics": dict(log_freq=log_freq, enable_tensorboard=tensorboard, enable_wandb=False),
+        "model": dict(name="gpa_llama3", flavor=flavor, hf_assets_path=tokenizer),
+        "optimizer": dict(
+            name=optimizer,
+            lr=lr,
+            beta1=betas[0],
+            beta2=betas[1],
+            eps=1e-8,
+            weight_decay=0.1,
+            implementation="fused",
+            mu_x=(GPA_MU_X, "GPA: Table 4, mu = 0.9 and H = 32 -> 0.9**(1/32)"),
+            mu_y=(mu_y, "GPA: the paper uses 0.9 or 0.8"),
+            inner_steps=(DILOCO["inner_steps"], "DiLoCo: H"),
+            outer_lr=DILOCO["outer_lr"],
+            outer_momentum=DILOCO["outer_momentum"],
+        ),
+        "lr_scheduler": dict(warmup_steps=(warmup, "10% of the steps"), decay_type="cosine", min_lr_factor=0.0),
+        "training": dict(
+            dataset=dataset,
+            dataset_path=(dataset_path, "empty: stream allenai/c4 from the hub; else a folder of C4 shards"),
+            global_batch_size=(global_batch, "sequences per step, whatever the GPU count"),
+            local_batch_size=local_batch,
+            seq_len=seq_len,
+            max_norm=1.0,
+            steps=steps,
+            dtype="float32",
+            mixed_precision_param=dtype_param,
+        ),
+        "parallelism": dict(
+            data_parallel_replicate_degree=(1, "slurm/train.sbatch sets it to the node count (HSDP)"),
+            data_parallel_shard_degree=-1,
+        ),
+        "checkpoint": dict(
+            enable=ckpt,
+            folder="checkpoint",
+            interval=ckpt_interval,
+            keep_latest_k=3,
+            last_save_model_only=(True, "the final export holds the evaluation weights only"),
+        ),
+        "activation_checkpoint": dict(mode=ac, selective_ac_option="op"),
+        "compile": dict(enable=compile_),
+        "validation": dict(
+            enable=True,
+            dataset=dataset,
+            dataset_path=dataset_path,
+            local_batch_size=val_batch,
+            seq_len=seq_len,
+            freq=val_freq,
+            steps=(val_steps, "a fixed set: this many batches per rank, the same every time"),
+        ),
+        "experimental": dict(custom_import="gpa_titan.spec"),
+        "debug": dict(seed=0),
+    }
+
+
+def paper_config(size: str, opt_key: str) -> tuple[str, str]:
+    s = SIZES[size]
+    name = f"llama_{size}_{opt_key}.toml"
+    tokens_per_step = s["global_batch"] * 2048
+    warmup = round(0.1 * s["steps"])
+    gpus = 8 * s["nodes"]
+    header = [
+        f"Llama-{s['flavor']} on C4 with {OPTIMIZERS[opt_key]}. Hardware: {s['hardware']}.",
+        f"Setup: {s['paper']}.",
+        f"Tokens: {s['global_batch']} x 2048 = {tokens_per_step:,} per step x {s['steps']:,} steps = "
+        f"{tokens_per_step * s['steps'] / 1e9:.2f}B tokens; warmup {warmup:,} steps (10%), cosine to 0.",
+        f"Tokenizer: {s['tokenizer_note']} (python scripts/download_tokenizer.py --help).",
+        "lr: our choice where the paper's text gives none we could verify; sweep it (scripts/sweep.py).",
+        "Launch:",
+        f"  one node:  NGPU={min(gpus, 8)} CONFIG_FILE=configs/{name} bash scripts/run_train.sh",
+        f"  Slurm:     sbatch --nodes={s['nodes']} slurm/train.sbatch configs/{name}",
+        "Generated by scripts/make_configs.py: edit that, not this file.",
+    ]
+    body = sections(
+        dump=f"./outputs/llama_{size}_{opt_key}",
+        description=f"Llama-{s['flavor']} C4 {OPTIMIZERS[opt_key]}",
+        flavor=s["flavor"],
+        tokenizer=s["tokenizer"],
+        optimizer=OPTIMIZERS[opt_key],
+        lr=s["lr"],
+        betas=s["betas"],
+        mu_y=s["mu_y"],
+        warmup=warmup,
+        steps=s["steps"],
+        dataset="c4",
+        dataset_path="",
+        global_batch=s["global_batch"],
+        local_batch=s["local_batch"],
+        seq_len=2048,
+        dtype_param="bfloat16",
+        ckpt=True,
+        ckpt_interval=s["ckpt_interval"],
+        ac=s["ac"],
+        compile_=True,
+        val_batch=s["local_batch"],
+        val_freq=s["val_freq"],
+        val_steps=s["val_steps"],
+        tensorboard=True,
+        log_freq=10,
+    )
+    return name, render(header, body)
+
+
+def debug_config() -> tuple[str, str]:
+    header = [
+        "Offline demo: a ~1M-parameter Llama on a generated corpus with GPA-AdamW. Hardware: any CPU",
+        "(2 cores: under 2 minutes) or one GPU. Nothing is downloaded: the corpus and tokenizer are",
+        "generated into assets/demo on first use.",
+        "Tokens: 8 x 128 = 1,024 per step x 400 steps = 0.41M tokens; warmup 40 steps, cosine to 0.",
+        "Launch:",
+        "  python -m gpa_titan.train --job.config_file configs/debug_cpu.toml",
+        "  torchrun --nproc_per_node=2 -m gpa_titan.train --job.config_file configs/debug_cpu.toml",
+        "  other optimizers: --optimizer.name AdamW | DiLoCo-AdamW | ScheduleFree-AdamW",
+        "Generated by scripts/make_configs.py: edit that, not this file.",
+    ]
+    body = sections(
+        dump="./outputs/debug_cpu",
+        description="gpa_titan offline CPU demo",
+        flavor="debug",
+        tokenizer="./assets/demo",
+        optimizer="GPA-AdamW",
+        lr=3e-3,
+        betas=(0.9, 0.95),
+        mu_y=0.8,
+        warmup=40,
+        steps=400,
+        dataset="demo",
+        dataset_path="./assets/demo",
+        global_batch=-1,
+        local_batch=8,
+        seq_len=128,
+        dtype_param="float32",
+        ckpt=False,
+        ckpt_interval=100,
+        ac="none",
+        compile_=False,
+        val_batch=8,
+        val_freq=50,
+        val_steps=4,
+        tensorboard=True,
+        log_freq=20,
+    )
+    # the demo is short: a faster average (Table 4 with H = 1, mu = 0.9) and H = 8 for DiLoCo
+    body["optimizer"]["mu_x"] = (0.9, "GPA: Table 4, mu = 0.9 and H = 1 (a short demo run)")
+    body["optimizer"]["inner_steps"] = (8, "DiLoCo: H")
+    body["training"]["global_batch_size"] = (-1, "local_batch_size x ranks")
+    return "debug_cpu.toml", render(header, body)
+
+
+def all_configs() -> dict[str, str]:
+    out = dict([debug_config()])
+    for size in SIZES:
+        for opt_key in OPTIMIZERS:
+            name, text = paper_config(size, opt_key)
+            out[name] = text
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="compare with configs/ instead of writing")
+    args = ap.parse_args()
+    stale = []
+    for name, text in all_configs().items():
+        path = os.path.join(CONFIG_DIR, name)
+        if args.check:
+            if not os.path.exists(path) or open(path).read() != text:
+                stale.append(name)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+    if stale:
+        print("out of date (run python scripts/make_configs.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
