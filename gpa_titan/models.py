@@ -3,6 +3,7 @@
 | flavor | layers | dim | heads | kv heads | FFN | vocab | meant for |
 |---|---|---|---|---|---|---|---|
 | debug | 4 | 128 | 4 | 2 | 384 | 1024 | the offline CPU demo and tests |
+| small | 4 | 256 | 4 | 2 | 704 | 4096 | the CPU convergence benchmark (~5M parameters) |
 | 160M | 12 | 768 | 12 | 12 | 3072 | 32000 | the paper's small model (Llama 2 tokenizer) |
 | 1B | 16 | 2048 | 32 | 8 | 8192 | 128256 | Llama 3.2 1B's shape (Llama 3 tokenizer) |
 | 8B | 32 | 4096 | 32 | 8 | 14336 | 128256 | Llama 3 8B (Llama 3 tokenizer) |
@@ -32,6 +33,7 @@ class LlamaArgs(TransformerModelArgs):
 
 FLAVORS: dict[str, LlamaArgs] = {
     "debug": LlamaArgs(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=1024, multiple_of=64, rope_theta=500000),
+    "small": LlamaArgs(dim=256, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=4096, multiple_of=64, rope_theta=500000),
     "160M": LlamaArgs(
         dim=768, n_layers=12, n_heads=12, n_kv_heads=12, vocab_size=32000, ffn_dim_multiplier=1.5, multiple_of=256, rope_theta=500000
     ),

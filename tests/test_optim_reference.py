@@ -140,3 +140,56 @@ def test_diloco_h1_lr1_mu0_is_adamw(problem, impl):
     expected = run_adamw(problem)
     got = final_params(DiLoCoAdamW, problem, inner_steps=1, outer_lr=1.0, outer_momentum=0.0, implementation=impl)
     assert max_diff(got, [e.double() for e in expected]) < 1e-6
+
+
+def run_schedule_free(problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float64, **hp):
+    from gpa_titan.optim import ScheduleFreeAdamW
+    from gpa_titan.optim.reference import ReferenceScheduleFreeAdamW
+
+    params = [torch.nn.Parameter(p.clone().to(dtype)) for p in problem.init]
+    opt = ScheduleFreeAdamW(params, lr=peak_lr, implementation=impl, **hp)
+    ref = ReferenceScheduleFreeAdamW(problem.init, **hp)
+    worst_y = worst_x = 0.0
+    for t in range(steps):
+        lr = warmup_cosine(t, steps, peak_lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for p, g in zip(params, problem.grads([p.detach() for p in params], t)):
+            p.grad = g
+        opt.step()
+        ref.step(problem.grads(ref.y(), t), lr)
+        worst_y = max(worst_y, max_diff([p.detach() for p in params], ref.y()))
+        if t % 10 == 9:
+            opt.eval()
+            worst_x = max(worst_x, max_diff([p.detach() for p in params], ref.x))
+            opt.train()
+    return worst_y, worst_x
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("hp", [dict(), dict(weight_decay=0.0, warmup_steps=10), dict(betas=(0.5, 0.99))])
+def test_schedule_free_matches_reference(problem, impl, hp):
+    worst_y, worst_x = run_schedule_free(problem, impl, **hp)
+    assert worst_y < 1e-5 and worst_x < 1e-5, (worst_y, worst_x)
+
+
+@pytest.mark.parametrize("impl", ["fused", "foreach"])
+def test_schedule_free_matches_the_schedulefree_package_without_weight_decay(problem, impl):
+    schedulefree = pytest.importorskip("schedulefree")
+    from gpa_titan.optim import ScheduleFreeAdamW
+
+    ours = [torch.nn.Parameter(p.clone().double()) for p in problem.init]
+    theirs = [torch.nn.Parameter(p.clone().double()) for p in problem.init]
+    a = ScheduleFreeAdamW(ours, lr=1e-2, weight_decay=0.0, warmup_steps=10, implementation=impl)
+    b = schedulefree.AdamWScheduleFree(theirs, lr=1e-2, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=10)
+    b.train()
+    for t in range(STEPS):
+        for params in (ours, theirs):
+            for p, g in zip(params, problem.grads([p.detach() for p in params], t)):
+                p.grad = g
+        a.step()
+        b.step()
+    assert max_diff([p.detach() for p in ours], [p.detach() for p in theirs]) < 1e-10
+    a.eval()
+    b.eval()
+    assert max_diff([p.detach() for p in ours], [p.detach() for p in theirs]) < 1e-10

@@ -11,11 +11,12 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from conftest import QuadraticProblem, warmup_cosine
-from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
+from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
 
 OPTIMIZERS = {
     "gpa": (GPAAdamW, dict(mu_x=0.99, mu_y=0.8)),
     "diloco": (DiLoCoAdamW, dict(inner_steps=5, outer_lr=0.7, outer_momentum=0.9)),
+    "schedule_free": (ScheduleFreeAdamW, dict(warmup_steps=5)),
 }
 
 

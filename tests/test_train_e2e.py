@@ -8,7 +8,7 @@ from e2e import TRAIN_LOSS, VAL_LOSS, independent_validation_loss, run_trainer, 
 from gpa_titan.data.demo import build_demo_assets
 
 pytestmark = pytest.mark.slow
-OPTIMIZERS = ["AdamW", "GPA-AdamW", "DiLoCo-AdamW"]
+OPTIMIZERS = ["AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW"]
 
 
 @pytest.fixture(scope="session")

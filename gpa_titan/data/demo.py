@@ -99,7 +99,8 @@ def _write_split(path: str, docs: list[str]) -> None:
             f.write(json.dumps(record) + "\n")
 
 
-def _train_tokenizer(train_file: str, out_dir: str, vocab_size: int) -> None:
+def train_bpe_tokenizer(train_file: str, out_dir: str, vocab_size: int, max_documents: int | None = None) -> None:
+    """Train a byte-level BPE on a C4-format file; save tokenizer.json + tokenizer_config.json."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -114,7 +115,9 @@ def _train_tokenizer(train_file: str, out_dir: str, vocab_size: int) -> None:
 
     def texts():
         with gzip.open(train_file, "rt", encoding="utf-8") as f:
-            for line in f:
+            for i, line in enumerate(f):
+                if max_documents is not None and i >= max_documents:
+                    return
                 yield json.loads(line)["text"]
 
     tok.train_from_iterator(texts(), trainer=trainer)
@@ -144,7 +147,7 @@ def build_demo_assets(out_dir: str, documents: int = 3000, seed: int = 0, vocab_
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         _write_split(os.path.join(tmp, names[0]), docs[n_val:])
         _write_split(os.path.join(tmp, names[1]), docs[:n_val])
-        _train_tokenizer(os.path.join(tmp, names[0]), tmp, vocab_size)
+        train_bpe_tokenizer(os.path.join(tmp, names[0]), tmp, vocab_size)
         for n in names:
             os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
     return out_dir

@@ -2,5 +2,6 @@
 
 from .diloco_adamw import DiLoCoAdamW
 from .gpa_adamw import GPAAdamW
+from .schedule_free import ScheduleFreeAdamW
 
-__all__ = ["GPAAdamW", "DiLoCoAdamW"]
+__all__ = ["GPAAdamW", "DiLoCoAdamW", "ScheduleFreeAdamW"]

@@ -63,7 +63,7 @@ def gpa_adamw_update_(
     of floats, or one small tensor for the compiled kernel, so that a changing lr is a
     kernel argument rather than a reason to recompile). ``u = m / (sqrt(v)/sqrt(bc2) +
     eps)`` is AdamW's normalized first moment; lr, weight decay, bias correction 1 and
-    mu_x, mu_y are folded into the coefficients (see ``GPAAdamW._coefficients``).
+    mu_x, mu_y are folded into the coefficients (see ``gpa_coefficients``).
     """
     exp_avg.copy_(exp_avg + (grad - exp_avg) * c[0])
     exp_avg_sq.copy_(exp_avg_sq * c[1] + grad * grad * c[2])
@@ -76,6 +76,29 @@ def gpa_adamw_update_(
 def _compiled_update() -> Callable[..., None]:
     # dynamic=True: one compiled kernel serves every tensor size.
     return torch.compile(gpa_adamw_update_, dynamic=True, fullgraph=True)
+
+
+def gpa_coefficients(
+    lr: float, weight_decay: float, beta1: float, beta2: float, eps: float, mu_x: float, mu_y: float, step: int
+) -> list[float]:
+    """The host-side coefficients of ``gpa_adamw_update_`` for step number ``step`` (1-based)."""
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2 = 1.0 - beta2**step
+    step_size = lr / bias_correction1
+    delta_weight = 1.0 - mu_x * mu_y  # weight of (z_{t+1} - z_t) in y_{t+1}
+    coefs = dict(
+        one_minus_beta1=1.0 - beta1,
+        beta2=beta2,
+        one_minus_beta2=1.0 - beta2,
+        inv_sqrt_bias_correction2=1.0 / bias_correction2**0.5,
+        eps=eps,
+        mu_x=mu_x,
+        y_z_coef=(1.0 - mu_x) - delta_weight * lr * weight_decay,
+        y_u_coef=-delta_weight * step_size,
+        lr_times_wd=lr * weight_decay,
+        z_u_coef=-step_size,
+    )
+    return [coefs[name] for name in COEFFICIENTS]
 
 
 def _coefficient_tensor(values: list[float], like: torch.Tensor) -> torch.Tensor:
@@ -220,29 +243,11 @@ class GPAAdamW(Optimizer):
                 state["exp_avg_sq"].zero_()
 
     # ------------------------------------------------------------------ step
-    @staticmethod
-    def _coefficients(group: dict) -> list[float]:
-        lr, wd = group["lr"], group["weight_decay"]
+    def _coefficients(self, group: dict) -> list[float]:
         beta1, beta2 = group["betas"]
-        mu_x, mu_y = group["mu_x"], group["mu_y"]
-        step = group["step"]
-        bias_correction1 = 1.0 - beta1**step
-        bias_correction2 = 1.0 - beta2**step
-        step_size = lr / bias_correction1
-        delta_weight = 1.0 - mu_x * mu_y  # weight of (z_{t+1} - z_t) in y_{t+1}
-        coefs = dict(
-            one_minus_beta1=1.0 - beta1,
-            beta2=beta2,
-            one_minus_beta2=1.0 - beta2,
-            inv_sqrt_bias_correction2=1.0 / bias_correction2**0.5,
-            eps=group["eps"],
-            mu_x=mu_x,
-            y_z_coef=(1.0 - mu_x) - delta_weight * lr * wd,
-            y_u_coef=-delta_weight * step_size,
-            lr_times_wd=lr * wd,
-            z_u_coef=-step_size,
+        return gpa_coefficients(
+            group["lr"], group["weight_decay"], beta1, beta2, group["eps"], group["mu_x"], group["mu_y"], group["step"]
         )
-        return [coefs[name] for name in COEFFICIENTS]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:

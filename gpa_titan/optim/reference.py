@@ -84,3 +84,39 @@ class ReferenceDiLoCoAdamW:
                 self.momentum[i] = self.mu * self.momentum[i] + pseudo_grad
                 self.outer[i] = self.outer[i] - self.outer_lr * (pseudo_grad + self.mu * self.momentum[i])
                 self.inner[i] = self.outer[i].clone()
+
+
+class ReferenceScheduleFreeAdamW:
+    """Schedule-Free AdamW with explicit x, y and z, in float64 (weight decay on z).
+
+    Args:
+        params: initial weights (x_0 = z_0), copied to float64.
+        betas (default (0.9, 0.95)), eps (default 1e-8), weight_decay (default 0.1),
+        warmup_steps (default 0): as in ``ScheduleFreeAdamW``.
+    """
+
+    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, warmup_steps=0):
+        self.x = [p.detach().to(torch.float64).clone() for p in params]
+        self.z = [t.clone() for t in self.x]
+        self.v = [torch.zeros_like(t) for t in self.x]
+        self.betas, self.eps, self.wd, self.warmup = betas, eps, weight_decay, warmup_steps
+        self.t, self.lr_max, self.weight_sum = 0, 0.0, 0.0
+
+    def y(self) -> list[torch.Tensor]:
+        b1 = self.betas[0]
+        return [b1 * x + (1 - b1) * z for x, z in zip(self.x, self.z)]
+
+    def step(self, grads: list[torch.Tensor], lr: float) -> None:
+        self.t += 1
+        if self.warmup:
+            lr = lr * min(1.0, self.t / self.warmup)
+        self.lr_max = max(self.lr_max, lr)
+        self.weight_sum += self.lr_max**2
+        c = self.lr_max**2 / self.weight_sum
+        b2 = self.betas[1]
+        for i, g in enumerate(grads):
+            g = g.to(torch.float64)
+            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            d = -g / ((self.v[i] / (1 - b2**self.t)).sqrt() + self.eps)
+            self.z[i] = (1 - lr * self.wd) * self.z[i] + lr * d
+            self.x[i] = (1 - c) * self.x[i] + c * self.z[i]

@@ -13,13 +13,14 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 
-from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
+from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
 
 CASES = [
     ("GPAAdamW fused", GPAAdamW, dict(mu_x=0.9, mu_y=0.8, implementation="fused")),
     ("GPAAdamW foreach", GPAAdamW, dict(mu_x=0.99, mu_y=0.5, implementation="foreach")),
     ("DiLoCoAdamW fused", DiLoCoAdamW, dict(inner_steps=3, outer_lr=0.7, outer_momentum=0.9, implementation="fused")),
     ("DiLoCoAdamW foreach", DiLoCoAdamW, dict(inner_steps=4, outer_lr=0.5, outer_momentum=0.5, implementation="foreach")),
+    ("ScheduleFreeAdamW fused", ScheduleFreeAdamW, dict(warmup_steps=3, implementation="fused")),
 ]
 STEPS = 10
 TOL = 2e-6
