@@ -34,21 +34,41 @@ def read_tensorboard(run_dir: str, tag: str) -> dict[int, float]:
     return out
 
 
+def _wandb_records(path: str):
+    """The raw records of a W&B run file: a 7-byte header (":W&B", magic, version), then
+    LevelDB-log framing: 32 KiB blocks of records (crc32, length, type) with FULL, or
+    FIRST/MIDDLE/LAST pieces of longer records."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file")
+    block, pos, pending = 32768, 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # the rest of a block is zero padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            yield pending + chunk
+
+
 def read_wandb_offline(run_dir: str, tag: str) -> dict[int, float]:
     """step -> value of ``tag`` from W&B offline run files (``*.wandb``) under ``run_dir``."""
     from wandb.proto import wandb_internal_pb2
-    from wandb.sdk.internal import datastore
 
     out: dict[int, float] = {}
     for path in sorted(glob.glob(os.path.join(run_dir, "**", "*.wandb"), recursive=True)):
-        store = datastore.DataStore()
-        store.open_for_scan(path)
-        while True:
-            data = store.scan_data()
-            if data is None:
-                break
+        for raw in _wandb_records(path):
             record = wandb_internal_pb2.Record()
-            record.ParseFromString(data)
+            record.ParseFromString(raw)
             if record.WhichOneof("record_type") != "history":
                 continue
             items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}

@@ -8,7 +8,7 @@
 | 1B | 16 | 2048 | 32 | 8 | 8192 | 128256 | Llama 3.2 1B's shape (Llama 3 tokenizer) |
 | 8B | 32 | 4096 | 32 | 8 | 14336 | 128256 | Llama 3 8B (Llama 3 tokenizer) |
 
-"160M" counts all parameters with untied 32K embeddings (162.5M; 113M without the
+"160M" counts all parameters with untied 32K embeddings (162.4M; 113.3M without the
 embedding and output matrices); the README table has every count, from
 ``scripts/model_table.py``.
 """
