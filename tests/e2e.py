@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 import sys
 import time
 
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from gpa_titan.analysis import read_tensorboard
 
 from helpers import REPO
 
@@ -100,15 +99,7 @@ def descendants(pid: int) -> list[int]:
 
 def scalars(dump: str, tag: str) -> dict[int, float]:
     """step -> value of ``tag`` over all TensorBoard files of a run (later files win)."""
-    out: dict[int, float] = {}
-    for path in sorted(glob.glob(os.path.join(dump, "tb", "**", "events.out.tfevents.*"), recursive=True),
-                       key=os.path.getmtime):
-        acc = EventAccumulator(path, size_guidance={"scalars": 0})
-        acc.Reload()
-        if tag in acc.Tags()["scalars"]:
-            for event in acc.Scalars(tag):
-                out[event.step] = event.value
-    return out
+    return read_tensorboard(dump, tag)
 
 
 def independent_validation_loss(checkpoint: str, args: list[str], world: int) -> float:

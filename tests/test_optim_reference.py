@@ -15,10 +15,12 @@ def max_diff(a, b):
     return max((x.to(torch.float64) - y).abs().max().item() for x, y in zip(a, b))
 
 
-def run_gpa(problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float64, **hp):
+def run_against_reference(opt_cls, ref_cls, problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float64, **hp):
+    """Step a fast optimizer and its reference side by side (gradients at each one's own
+    y) under warmup+cosine; return the worst |y - y_ref| and, via eval(), |x - x_ref|."""
     params = [torch.nn.Parameter(p.clone().to(dtype)) for p in problem.init]
-    opt = GPAAdamW(params, lr=peak_lr, implementation=impl, **hp)
-    ref = ReferenceGPAAdamW(problem.init, **hp)
+    opt = opt_cls(params, lr=peak_lr, implementation=impl, **hp)
+    ref = ref_cls(problem.init, **hp)
     worst_y = worst_x = 0.0
     for t in range(steps):
         lr = warmup_cosine(t, steps, peak_lr)
@@ -34,6 +36,10 @@ def run_gpa(problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float64, **hp)
             worst_x = max(worst_x, max_diff([p.detach() for p in params], ref.x))
             opt.train()
     return worst_y, worst_x
+
+
+def run_gpa(problem, impl, **kw):
+    return run_against_reference(GPAAdamW, ReferenceGPAAdamW, problem, impl, **kw)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -142,28 +148,11 @@ def test_diloco_h1_lr1_mu0_is_adamw(problem, impl):
     assert max_diff(got, [e.double() for e in expected]) < 1e-6
 
 
-def run_schedule_free(problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float64, **hp):
+def run_schedule_free(problem, impl, **kw):
     from gpa_titan.optim import ScheduleFreeAdamW
     from gpa_titan.optim.reference import ReferenceScheduleFreeAdamW
 
-    params = [torch.nn.Parameter(p.clone().to(dtype)) for p in problem.init]
-    opt = ScheduleFreeAdamW(params, lr=peak_lr, implementation=impl, **hp)
-    ref = ReferenceScheduleFreeAdamW(problem.init, **hp)
-    worst_y = worst_x = 0.0
-    for t in range(steps):
-        lr = warmup_cosine(t, steps, peak_lr)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for p, g in zip(params, problem.grads([p.detach() for p in params], t)):
-            p.grad = g
-        opt.step()
-        ref.step(problem.grads(ref.y(), t), lr)
-        worst_y = max(worst_y, max_diff([p.detach() for p in params], ref.y()))
-        if t % 10 == 9:
-            opt.eval()
-            worst_x = max(worst_x, max_diff([p.detach() for p in params], ref.x))
-            opt.train()
-    return worst_y, worst_x
+    return run_against_reference(ScheduleFreeAdamW, ReferenceScheduleFreeAdamW, problem, impl, **kw)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

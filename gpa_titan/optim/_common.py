@@ -65,3 +65,59 @@ def locals_(ts: Iterable[torch.Tensor]) -> list[torch.Tensor]:
 
 def group_is_training(group: dict) -> bool:
     return bool(group["train_mode"])
+
+
+class EvalModeOptimizer(torch.optim.Optimizer):
+    """Shared protocol of optimizers whose evaluation weights differ from their training ones.
+
+    Subclasses implement ``_to_eval(group)`` / ``_to_train(group)`` (move one group's
+    parameters between the two weight sets, in place) and ``_init_state()`` (create all
+    state eagerly). This class keeps the per-group ``train_mode`` flag (saved with
+    ``state_dict()``), makes ``train()``/``eval()`` idempotent, and refuses ``step()`` in
+    eval mode.
+    """
+
+    eval_weights = "the evaluation weights"  # for error messages
+
+    @property
+    def training(self) -> bool:
+        return all(group_is_training(g) for g in self.param_groups)
+
+    def eval(self) -> None:
+        """Put the evaluation weights into the parameters. Idempotent."""
+        with torch.no_grad():
+            for group in self.param_groups:
+                if group_is_training(group):
+                    self._to_eval(group)
+                    group["train_mode"] = False
+
+    def train(self) -> None:
+        """Put the training weights back into the parameters. Idempotent."""
+        with torch.no_grad():
+            for group in self.param_groups:
+                if not group_is_training(group):
+                    self._to_train(group)
+                    group["train_mode"] = True
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        if hasattr(self, "implementation"):  # after __init__: new groups get their state now
+            self._init_state()
+
+    def _begin_step(self, closure):
+        """Check the mode and evaluate the closure; returns its loss (or None)."""
+        if not self.training:
+            raise RuntimeError(
+                f"{type(self).__name__}.step() was called in eval mode (the parameters hold "
+                f"{self.eval_weights}). Call optimizer.train() before the next training step."
+            )
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
+    def _params_with_grad(self, group: dict) -> list[torch.Tensor]:
+        params = [p for p in group["params"] if p.grad is not None]
+        if any(p.grad.is_sparse for p in params):
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        return params

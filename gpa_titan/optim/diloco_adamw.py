@@ -16,19 +16,12 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import torch
-from torch.optim import Optimizer
 from torch.optim.adamw import adamw
 
-from ._common import (
-    check_adamw_args,
-    check_implementation,
-    check_range,
-    group_is_training,
-    local,
-)
+from ._common import EvalModeOptimizer, check_adamw_args, check_implementation, check_range, local
 
 
-class DiLoCoAdamW(Optimizer):
+class DiLoCoAdamW(EvalModeOptimizer):
     """Single-worker DiLoCo-AdamW (Algorithm 2 of arXiv 2512.17131).
 
     In train mode the parameters hold the inner weights; ``eval()`` swaps the outer
@@ -109,13 +102,9 @@ class DiLoCoAdamW(Optimizer):
                         device = p.device if self.implementation == "fused" else "cpu"
                         state["step"] = torch.zeros((), dtype=torch.float32, device=device)
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        if hasattr(self, "implementation"):
-            self._init_state()
-
     # ------------------------------------------------------------------ modes
-    @torch.no_grad()
+    eval_weights = "the outer weights"
+
     def _swap(self, group: dict) -> None:
         for p in group["params"]:
             p_local, other = local(p), local(self.state[p]["outer"])
@@ -123,23 +112,8 @@ class DiLoCoAdamW(Optimizer):
             p_local.copy_(other)
             other.copy_(tmp)
 
-    def eval(self) -> None:
-        """Put the outer weights into the parameters. Idempotent."""
-        for group in self.param_groups:
-            if group_is_training(group):
-                self._swap(group)
-                group["train_mode"] = False
-
-    def train(self) -> None:
-        """Put the inner weights back into the parameters. Idempotent."""
-        for group in self.param_groups:
-            if not group_is_training(group):
-                self._swap(group)
-                group["train_mode"] = True
-
-    @property
-    def training(self) -> bool:
-        return all(group_is_training(g) for g in self.param_groups)
+    _to_eval = _swap
+    _to_train = _swap
 
     @torch.no_grad()
     def reset_state_from_params(self) -> None:
@@ -157,22 +131,11 @@ class DiLoCoAdamW(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One inner AdamW step; every ``inner_steps``-th call also takes the outer step."""
-        if not self.training:
-            raise RuntimeError(
-                "DiLoCoAdamW.step() was called in eval mode (the parameters hold the "
-                "outer weights). Call optimizer.train() before training steps."
-            )
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
+        loss = self._begin_step(closure)
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params = self._params_with_grad(group)
             if not params:
                 continue
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError("DiLoCoAdamW does not support sparse gradients")
             states = [self.state[p] for p in params]
             beta1, beta2 = group["betas"]
             adamw(

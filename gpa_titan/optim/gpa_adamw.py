@@ -22,17 +22,8 @@ import functools
 from typing import Callable, Iterable, Sequence
 
 import torch
-from torch.optim import Optimizer
-
+from ._common import EvalModeOptimizer, check_adamw_args, check_implementation, check_range, local, locals_
 from ._cpu_kernel import cpu_kernel
-from ._common import (
-    check_adamw_args,
-    check_implementation,
-    check_range,
-    group_is_training,
-    local,
-    locals_,
-)
 
 
 COEFFICIENTS = (
@@ -110,7 +101,7 @@ def _coefficient_tensor(values: list[float], like: torch.Tensor) -> torch.Tensor
     return pinned.to(like.device, non_blocking=True)
 
 
-class GPAAdamW(Optimizer):
+class GPAAdamW(EvalModeOptimizer):
     """GPA-AdamW (Algorithm 1 of arXiv 2512.17131), memory-efficient form (Appendix C.2).
 
     In train mode the parameters hold y, where gradients are evaluated; ``eval()``
@@ -194,41 +185,22 @@ class GPAAdamW(Optimizer):
                         state["exp_avg"] = torch.zeros_like(p)
                         state["exp_avg_sq"] = torch.zeros_like(p)
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        if hasattr(self, "implementation"):  # after __init__: new groups get state too
-            self._init_state()
-
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self._views.clear()  # the state tensors were replaced
 
     # ------------------------------------------------------------------ modes
-    @torch.no_grad()
-    def eval(self) -> None:
-        """Put x, the averaged weights, into the parameters. Idempotent."""
-        for group in self.param_groups:
-            if group_is_training(group):
-                params = locals_(group["params"])
-                zs = locals_(self.state[p]["z"] for p in group["params"])
-                if params:  # x = y + (1 - 1/mu_y) (z - y)
-                    torch._foreach_lerp_(params, zs, 1.0 - 1.0 / group["mu_y"])
-                group["train_mode"] = False
+    eval_weights = "x"
 
-    @torch.no_grad()
-    def train(self) -> None:
-        """Put y, where gradients are taken, back into the parameters. Idempotent."""
-        for group in self.param_groups:
-            if not group_is_training(group):
-                params = locals_(group["params"])
-                zs = locals_(self.state[p]["z"] for p in group["params"])
-                if params:  # y = x + (1 - mu_y) (z - x)
-                    torch._foreach_lerp_(params, zs, 1.0 - group["mu_y"])
-                group["train_mode"] = True
+    def _to_eval(self, group: dict) -> None:  # x = y + (1 - 1/mu_y) (z - y)
+        params = locals_(group["params"])
+        if params:
+            torch._foreach_lerp_(params, locals_(self.state[p]["z"] for p in group["params"]), 1.0 - 1.0 / group["mu_y"])
 
-    @property
-    def training(self) -> bool:
-        return all(group_is_training(g) for g in self.param_groups)
+    def _to_train(self, group: dict) -> None:  # y = x + (1 - mu_y) (z - x)
+        params = locals_(group["params"])
+        if params:
+            torch._foreach_lerp_(params, locals_(self.state[p]["z"] for p in group["params"]), 1.0 - group["mu_y"])
 
     @torch.no_grad()
     def reset_state_from_params(self) -> None:
@@ -252,22 +224,11 @@ class GPAAdamW(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Take one GPA-AdamW step from the gradients in ``p.grad`` (taken at y)."""
-        if not self.training:
-            raise RuntimeError(
-                "GPAAdamW.step() was called in eval mode (the parameters hold x). "
-                "Call optimizer.train() before the next forward/backward and step."
-            )
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
+        loss = self._begin_step(closure)
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params = self._params_with_grad(group)
             if not params:
                 continue
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError("GPAAdamW does not support sparse gradients")
             group["step"] += 1
             coefs = self._coefficients(group)
             if self.implementation == "foreach":
