@@ -18,7 +18,6 @@ byte-level BPE trained on the data's training split (nothing is downloaded).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess

@@ -116,8 +116,8 @@ def main() -> None:
     bytes_per_param = {name: state_bytes_per_param(opt, param_lists[name]) for name, opt in optimizers.items()}
     rows = [(name, seconds[name], bytes_per_param[name]) for name in optimizers]
     baseline = dict((r[0], r[1]) for r in rows)["AdamW fused"]
-    print(f"| optimizer | median step (ms) | vs fused AdamW | state bytes/param |")
-    print(f"|---|---:|---:|---:|")
+    print("| optimizer | median step (ms) | vs fused AdamW | state bytes/param |")
+    print("|---|---:|---:|---:|")
     for name, seconds, bpp in rows:
         print(f"| {name} | {seconds * 1e3:.2f} | {seconds / baseline:.2f}x | {bpp:.1f} |")
 

@@ -1,6 +1,5 @@
 """The convergence benchmark and plot_runs end to end at a toy size."""
 
-import os
 import subprocess
 import sys
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import QuadraticProblem, warmup_cosine
+from conftest import warmup_cosine
 
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
 from gpa_titan.optim.reference import ReferenceDiLoCoAdamW, ReferenceGPAAdamW
