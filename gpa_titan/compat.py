@@ -10,8 +10,9 @@ when no accelerator is present (on a GPU machine it changes nothing):
    so the device mesh is a CPU mesh and the default process-group backend is gloo.
 2. The device memory monitor calls CUDA-only ``memory_stats``/``get_device_properties``;
    we replace its builder with one that reports the process's peak resident memory.
-3. ``set_pg_timeouts`` issues ``barrier(device_ids=[...])``, which only NCCL accepts;
-   we run a plain barrier first and then TorchTitan's own timeout update.
+3. ``set_pg_timeouts`` (the shorter timeout after step 1) issues
+   ``barrier(device_ids=[...])``, which only NCCL accepts, and re-timing live gloo groups
+   crashed ranks intermittently; on CPU the start-up timeout simply stays in force.
 4. FSDP2 reduce-scatters gradients with ``ReduceOp.PREMUL_SUM`` (TorchTitan sets a
    divide factor of 1), which gloo does not implement. ``cpu_safe_parallelize`` wraps a
    parallelize function and asks every FSDP module for plain SUM reductions; the
@@ -26,7 +27,6 @@ from datetime import timedelta
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
 _applied = False
@@ -69,11 +69,11 @@ class CPUMemoryMonitor:
 
 
 def _set_pg_timeouts_cpu(timeout: timedelta, parallel_dims) -> None:
-    """TorchTitan's set_pg_timeouts without the NCCL-only ``barrier(device_ids=...)``."""
-    dist.barrier()
-    groups = [mesh.get_group() for mesh in parallel_dims.get_all_one_dimensional_meshes().values()]
-    for group in groups + [None]:
-        dist.distributed_c10d._set_pg_timeout(timeout, group)
+    """On CPU, keep the start-up timeouts: TorchTitan's set_pg_timeouts calls an NCCL-only
+    ``barrier(device_ids=...)``, and changing a live gloo group's timeout mid-run
+    (``_set_pg_timeout``) crashed ranks intermittently in our tests ("terminate called
+    without an active exception"). The shorter timeout only speeds up hang detection."""
+    return None
 
 
 def apply_cpu_compat() -> bool:
