@@ -18,21 +18,20 @@ byte-level BPE trained on the data's training split (nothing is downloaded).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from gpa_titan.analysis import VAL_LOSS, Setting, best_by_final_loss, plot_curves, read_tensorboard, results_table  # noqa: E402
-from gpa_titan.conversion import diloco_to_gpa  # noqa: E402
-from gpa_titan.data.demo import train_bpe_tokenizer  # noqa: E402
-from gpa_titan.data.documents import find_shards  # noqa: E402
-
-AVERAGING = {"GPA-AdamW", "DiLoCo-AdamW"}  # the optimizers that take an H
+from gpa_titan.analysis.logs import VAL_LOSS, read_tensorboard
+from gpa_titan.analysis.report import write_report
+from gpa_titan.analysis.speedup import Setting, best_by_final_loss
+from gpa_titan.data.demo import train_bpe_tokenizer
+from gpa_titan.data.documents import find_shards
+from gpa_titan.optim.table4 import PAPER_MU
+from gpa_titan.paths import REPO_ROOT
+from gpa_titan.titan.optimizer_registry import OPTIMIZER_NAMES, OPTIMIZERS, get_optimizer_spec
+from gpa_titan.titan.run_args import short_run_args
 
 
 def csv(cast):
@@ -44,29 +43,20 @@ def run_name(optimizer: str, h: int | None, lr: float, seed: int) -> str:
 
 
 def train_args(a, tokenizer: str, dump: str, optimizer: str, h: int | None, lr: float, seed: int) -> list[str]:
-    warmup = max(1, round(0.1 * a.steps))
-    args = [
-        "--job.config_file", os.path.join(REPO, "configs", "debug_cpu.toml"),
-        "--job.dump_folder", dump,
-        "--model.flavor", a.flavor, "--model.hf_assets_path", tokenizer, "--model.vocab_size", str(a.vocab_size),
-        "--training.dataset", "c4", "--training.dataset_path", a.data,
-        "--validation.dataset", "c4", "--validation.dataset_path", a.data,
-        "--training.steps", str(a.steps), "--training.seq_len", str(a.seq_len),
-        "--training.local_batch_size", str(a.batch), "--training.global_batch_size", "-1",
-        "--validation.seq_len", str(a.seq_len), "--validation.local_batch_size", str(a.batch),
-        "--validation.steps", str(a.val_batches), "--validation.freq", str(a.val_every),
-        "--lr_scheduler.warmup_steps", str(warmup), "--lr_scheduler.decay_type", "cosine",
-        "--optimizer.name", optimizer, "--optimizer.lr", f"{lr:g}",
-        "--optimizer.beta1", "0.9", "--optimizer.beta2", "0.95", "--optimizer.weight_decay", "0.1",
-        "--metrics.log_freq", str(a.val_every), "--metrics.enable_tensorboard", "--checkpoint.no-enable",
-        "--debug.seed", str(seed),
-    ]
-    if optimizer == "GPA-AdamW":
-        mu_x, _ = diloco_to_gpa(h, a.mu)
-        args += ["--optimizer.mu_x", f"{mu_x:.6g}", "--optimizer.mu_y", f"{a.mu_y:g}"]
-    if optimizer == "DiLoCo-AdamW":
-        args += ["--optimizer.inner_steps", str(h), "--optimizer.outer_lr", f"{a.outer_lr:g}",
-                 "--optimizer.outer_momentum", f"{a.mu:g}"]
+    args = short_run_args(
+        dump, data=a.data, tokenizer=tokenizer, steps=a.steps, seq_len=a.seq_len, batch=a.batch,
+        val_batches=a.val_batches, val_every=a.val_every, log_freq=a.val_every, dataset="c4", flavor=a.flavor,
+        vocab_size=a.vocab_size, seed=seed,
+    )
+    args += ["--optimizer.name", optimizer, "--optimizer.lr", f"{lr:g}",
+             "--optimizer.beta1", "0.9", "--optimizer.beta2", "0.95", "--optimizer.weight_decay", "0.1"]
+    spec = OPTIMIZERS[optimizer]
+    if spec.takes_inner_steps:
+        fields = spec.inner_steps_fields(h, a.mu)
+        chosen = dict(mu_y=a.mu_y, outer_lr=a.outer_lr, outer_momentum=a.mu)
+        fields |= {key: value for key, value in chosen.items() if key in spec.fields}
+        for key, value in fields.items():
+            args += [f"--optimizer.{key}", f"{value:.6g}" if isinstance(value, float) else str(value)]
     return args
 
 
@@ -80,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="folder with c4-train.*.json.gz and c4-validation.*.json.gz")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--optimizers", type=csv(str), default=["AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW"])
+    ap.add_argument("--optimizers", type=csv(str), default=list(OPTIMIZER_NAMES))
     ap.add_argument("--lrs", type=csv(float), default=[1e-3, 3e-3], help="the shared learning-rate grid")
     ap.add_argument("--inner-steps", type=csv(int), default=[8], help="H values (GPA: mu_x = mu^(1/H))")
-    ap.add_argument("--mu", type=float, default=0.9, help="DiLoCo outer momentum; GPA's mu for Table 4")
+    ap.add_argument("--mu", type=float, default=PAPER_MU, help="DiLoCo outer momentum; GPA's mu for Table 4")
     ap.add_argument("--mu-y", type=float, default=0.9, help="GPA mu_y")
     ap.add_argument("--outer-lr", type=float, default=0.75, help="DiLoCo outer learning rate")
     ap.add_argument("--seeds", type=csv(int), default=[0, 1])
@@ -92,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="sequences per step")
     ap.add_argument("--val-every", type=int, default=25)
     ap.add_argument("--val-batches", type=int, default=8)
-    ap.add_argument("--flavor", default="small", help="model flavor (gpa_titan.models.FLAVORS)")
+    ap.add_argument("--flavor", default="small", help="model flavor (gpa_titan.titan.models.FLAVORS)")
     ap.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary trained on the data")
     ap.add_argument("--tokenizer-docs", type=int, default=20000, help="training documents used for the BPE")
     a = ap.parse_args(argv)
+    for name in a.optimizers:
+        try:
+            get_optimizer_spec(name)
+        except KeyError as e:
+            raise SystemExit(f"--optimizers: {e.args[0]}") from None
 
     a.data = os.path.abspath(a.data)
     find_shards(a.data, "train", key="--data")
@@ -112,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         env["CUDA_VISIBLE_DEVICES"] = ""
     plan = []
     for optimizer in a.optimizers:
-        for h in (a.inner_steps if optimizer in AVERAGING else [None]):
+        for h in (a.inner_steps if OPTIMIZERS[optimizer].takes_inner_steps else [None]):
             for lr in a.lrs:
                 for seed in a.seeds:
                     plan.append((optimizer, h, lr, seed))
@@ -123,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.time()
             print(f"[{i + 1}/{len(plan)}] {run_name(optimizer, h, lr, seed)}", flush=True)
             cmd = [sys.executable, "-m", "gpa_titan.train", *train_args(a, tokenizer, dump, optimizer, h, lr, seed)]
-            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
                 raise SystemExit(f"run {dump} failed")
@@ -132,21 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         setting.curves.append(read_tensorboard(dump, VAL_LOSS))
 
     best = best_by_final_loss(list(settings.values()))
-    table, rows = results_table(best)
     info = (f"{a.flavor} Llama, {a.steps} steps x {a.batch} x {a.seq_len} tokens = "
             f"{a.steps * a.batch * a.seq_len / 1e6:.2f}M tokens, seeds {a.seeds}, lr grid {a.lrs}, "
             f"data {os.path.basename(a.data.rstrip('/'))}, {a.device}")
-    plot_curves(best, os.path.join(a.out, "validation_loss.png"), info)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(f"{info}\n\n{table}\n")
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"setup": vars(a), "rows": rows,
-                   "all_settings": [dict(optimizer=s.optimizer, inner_steps=s.inner_steps, lr=s.lr,
-                                         finals=s.finals) for s in settings.values()]}, f, indent=2)
+    all_settings = [dict(optimizer=s.optimizer, inner_steps=s.inner_steps, lr=s.lr, finals=s.finals)
+                    for s in settings.values()]
+    table = write_report(a.out, best, info, extra={"setup": vars(a), "all_settings": all_settings})
     print(info)
     print(table)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

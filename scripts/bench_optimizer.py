@@ -74,7 +74,7 @@ def time_interleaved(optimizers: dict, device, repeats: int, steps_per_sample: d
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dim", type=int, default=512)
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--inner-steps", type=int, default=8, help="DiLoCo H for the benchmark")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -120,7 +120,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, seconds, bpp in rows:
         print(f"| {name} | {seconds * 1e3:.2f} | {seconds / baseline:.2f}x | {bpp:.1f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -6,7 +6,7 @@
 The Llama repositories are gated: accept the license on the hub, then export HF_TOKEN.
 Downloads tokenizer.json / tokenizer_config.json (Hugging Face format) and, where the
 repository has it, tokenizer.model (Llama 3: original/tokenizer.model, tiktoken format;
-Llama 2: SentencePiece). gpa_titan loads any of them (gpa_titan/tokenizers.py).
+Llama 2: SentencePiece). gpa_titan loads any of them (gpa_titan/titan/tokenizers.py).
 """
 
 from __future__ import annotations
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

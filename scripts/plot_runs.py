@@ -8,33 +8,31 @@ lr and seed; its TensorBoard files, or W&B offline files, hold the validation lo
 Runs that differ only in the seed are averaged; for every (optimizer, H) the learning
 rate with the best mean final validation loss is kept (as in the paper's tuning), and
 the steps to reach the baseline's final validation loss give the speedup. Writes
-``results.md`` and ``validation_loss.png`` to ``--out`` and prints the table.
+``results.md``, ``results.json`` and ``validation_loss.png`` to ``--out`` and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from gpa_titan.analysis import VAL_LOSS, Setting, best_by_final_loss, plot_curves, read_curve, results_table  # noqa: E402
+from gpa_titan.analysis.logs import VAL_LOSS, read_curve, run_config
+from gpa_titan.analysis.report import write_report
+from gpa_titan.analysis.speedup import Setting, best_by_final_loss
+from gpa_titan.optim.table4 import effective_inner_steps
 
 
 def describe(run_dir: str) -> tuple[str, int | None, float]:
     """(optimizer, effective H, lr) of a run, from its run_info.json."""
-    path = os.path.join(run_dir, "run_info.json")
-    if not os.path.exists(path):
-        raise SystemExit(f"{run_dir}: no run_info.json (not a gpa_titan dump folder?)")
-    opt = json.load(open(path))["config"]["optimizer"]
+    try:
+        opt = run_config(run_dir)["optimizer"]
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     name, h = opt["name"], None
     if name == "DiLoCo-AdamW":
         h = int(opt["inner_steps"])
-    elif name == "GPA-AdamW":  # effective H of Table 4 (mu = 0.9), when mu_x maps to one
-        h = round(math.log(0.9) / math.log(opt["mu_x"])) if 0 < opt["mu_x"] < 1 else None
+    elif name == "GPA-AdamW" and opt["mu_x"] > 0:  # effective H of Table 4 (mu = 0.9)
+        h = round(effective_inner_steps(opt["mu_x"]))
     return name, h, float(opt["lr"])
 
 
@@ -56,15 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.setdefault((name, h, lr), Setting(name, h, lr)).curves.append(curve)
     if not settings:
         raise SystemExit("no runs with validation losses")
-    best = best_by_final_loss(list(settings.values()))
-    table, _ = results_table(best, baseline=a.baseline)
-    os.makedirs(a.out, exist_ok=True)
-    plot_curves(best, os.path.join(a.out, "validation_loss.png"), a.title)
-    with open(os.path.join(a.out, "results.md"), "w") as f:
-        f.write(table + "\n")
-    print(table)
+    print(write_report(a.out, best_by_final_loss(list(settings.values())), a.title, baseline=a.baseline))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -21,16 +21,10 @@ import itertools
 import os
 import shlex
 import subprocess
-import sys
+import tomllib
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from gpa_titan.conversion import diloco_to_gpa  # noqa: E402
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib
+from gpa_titan.optim.table4 import PAPER_MU
+from gpa_titan.titan.optimizer_registry import OPTIMIZERS
 
 
 def floats(text: str) -> list[float]:
@@ -53,15 +47,15 @@ def build_runs(optimizer: str, grid: dict) -> list[tuple[str, list[str]]]:
     """The (name, overrides) of every point of the grid, in a fixed order."""
     axes: list[list[tuple[str, list[str]]]] = []
     if grid.get("inner_steps"):
+        spec = OPTIMIZERS.get(optimizer)
+        if spec is None or not spec.takes_inner_steps:
+            takes_h = [name for name, s in OPTIMIZERS.items() if s.takes_inner_steps]
+            raise SystemExit(f"--inner-steps needs a config of {' or '.join(takes_h)}, not {optimizer}")
         values = []
         for h in grid["inner_steps"]:
-            if optimizer == "GPA-AdamW":
-                mu_x, _ = diloco_to_gpa(h, grid["mu"])
-                values.append((f"H{h}", ["--optimizer.mu_x", f"{mu_x:.6g}"]))
-            elif optimizer == "DiLoCo-AdamW":
-                values.append((f"H{h}", ["--optimizer.inner_steps", str(h)]))
-            else:
-                raise SystemExit(f"--inner-steps needs a GPA-AdamW or DiLoCo-AdamW config, not {optimizer}")
+            fields = spec.inner_steps_fields(h, grid["mu"])
+            args = [arg for key, value in fields.items() for arg in (f"--optimizer.{key}", f"{value:.6g}")]
+            values.append((f"H{h}", args))
         axes.append(values)
     for key, flag, label in (("mu_x", "--optimizer.mu_x", "mux"), ("mu_y", "--optimizer.mu_y", "muy"),
                              ("lr", "--optimizer.lr", "lr"), ("outer_lr", "--optimizer.outer_lr", "olr")):
@@ -83,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", required=True, help="sweep name (folder and Slurm job name)")
     ap.add_argument("--mu-x", type=floats, help="comma-separated GPA mu_x values")
     ap.add_argument("--inner-steps", type=ints, help="comma-separated H values (GPA: mapped by Table 4)")
-    ap.add_argument("--mu", type=float, default=0.9, help="DiLoCo momentum for the Table 4 mapping")
+    ap.add_argument("--mu", type=float, default=PAPER_MU, help="DiLoCo momentum for the Table 4 mapping")
     ap.add_argument("--mu-y", type=floats, help="comma-separated GPA mu_y values")
     ap.add_argument("--lr", type=floats, help="comma-separated learning rates")
     ap.add_argument("--outer-lr", type=floats, help="comma-separated DiLoCo outer learning rates")
@@ -124,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,1 +1,2 @@
-"""Text data: C4 (Hugging Face streaming or local shards), the offline demo corpus, packing."""
+"""Text data in plain Python and PyTorch (no TorchTitan): document sources (local C4 shards or the
+Hugging Face hub), tokenize-and-pack, and the generated offline demo corpus."""

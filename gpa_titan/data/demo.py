@@ -9,12 +9,11 @@ by exactly the code that reads real C4 shards. The tokenizer is a byte-level BPE
 on the training split with Hugging Face ``tokenizers`` and saved as ``tokenizer.json``
 plus ``tokenizer_config.json`` (BOS/EOS), the layout TorchTitan's tokenizer loads.
 
-    python -m gpa_titan.data.demo --out assets/demo
+    python scripts/make_demo_data.py --out assets/demo
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -152,15 +151,3 @@ def build_demo_assets(out_dir: str, documents: int = 3000, seed: int = 0, vocab_
             os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
     return out_dir
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Generate the offline demo corpus and tokenizer.")
-    ap.add_argument("--out", default="assets/demo")
-    ap.add_argument("--documents", type=int, default=3000)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    print(build_demo_assets(args.out, args.documents, args.seed))
-
-
-if __name__ == "__main__":
-    main()

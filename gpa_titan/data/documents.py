@@ -18,7 +18,8 @@ import glob
 import gzip
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 SPLIT_PATTERNS = {"train": "c4-train.*.json.gz", "validation": "c4-validation.*.json.gz"}
 

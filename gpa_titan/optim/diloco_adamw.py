@@ -13,12 +13,14 @@ count carry across outer steps.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.optim.adamw import adamw
 
-from ._common import EvalModeOptimizer, check_adamw_args, check_implementation, check_range, local
+from .base import EvalModeOptimizer, local
+from .hyperparameters import check_adamw, check_integer, check_number
 
 
 class DiLoCoAdamW(EvalModeOptimizer):
@@ -48,6 +50,8 @@ class DiLoCoAdamW(EvalModeOptimizer):
             (``torch.optim.AdamW(fused=True)``'s kernel), "foreach" or "for-loop".
     """
 
+    HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "inner_steps", "outer_lr", "outer_momentum")
+
     def __init__(
         self,
         params: Iterable,
@@ -60,47 +64,28 @@ class DiLoCoAdamW(EvalModeOptimizer):
         outer_momentum: float = 0.9,
         implementation: str = "fused",
     ) -> None:
-        check_adamw_args(lr, betas, eps, weight_decay)
-        self._check_outer(inner_steps, outer_lr, outer_momentum)
-        check_implementation(implementation)
-        self.implementation = implementation
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            inner_steps=inner_steps,
-            outer_lr=outer_lr,
-            outer_momentum=outer_momentum,
-            step=0,
-            train_mode=True,
-        )
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            check_adamw_args(group["lr"], group["betas"], group["eps"], group["weight_decay"])
-            self._check_outer(group["inner_steps"], group["outer_lr"], group["outer_momentum"])
-        self._init_state()
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, inner_steps=inner_steps,
+                        outer_lr=outer_lr, outer_momentum=outer_momentum)
+        super().__init__(params, defaults, implementation)
 
     @staticmethod
-    def _check_outer(inner_steps: int, outer_lr: float, outer_momentum: float) -> None:
-        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
-            raise ValueError(f"inner_steps={inner_steps!r} must be an integer >= 1")
-        check_range("outer_lr", outer_lr, 0.0, float("inf"), low_inclusive=False, high_inclusive=False)
-        check_range("outer_momentum", outer_momentum, 0.0, 1.0, high_inclusive=False)
+    def check_hyperparameters(lr, betas, eps, weight_decay, inner_steps, outer_lr, outer_momentum) -> None:
+        check_adamw(lr, betas, eps, weight_decay)
+        check_integer("inner_steps", inner_steps, 1)
+        check_number("outer_lr", outer_lr, 0.0, math.inf, low_inclusive=False, high_inclusive=False)
+        check_number("outer_momentum", outer_momentum, 0.0, 1.0, high_inclusive=False)
 
-    def _init_state(self) -> None:
-        with torch.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    state = self.state[p]
-                    if "outer" not in state:
-                        state["outer"] = p.detach().clone()
-                        state["outer_momentum"] = torch.zeros_like(p)
-                        state["exp_avg"] = torch.zeros_like(p)
-                        state["exp_avg_sq"] = torch.zeros_like(p)
-                        # torch's fused AdamW reads the step count on the device.
-                        device = p.device if self.implementation == "fused" else "cpu"
-                        state["step"] = torch.zeros((), dtype=torch.float32, device=device)
+    def _init_group(self, group: dict) -> None:
+        # torch's fused AdamW reads the step count on the device
+        for p in group["params"]:
+            step_device = p.device if self.implementation == "fused" else "cpu"
+            self.state[p] = dict(
+                outer=p.detach().clone(),
+                outer_momentum=torch.zeros_like(p),
+                exp_avg=torch.zeros_like(p),
+                exp_avg_sq=torch.zeros_like(p),
+                step=torch.zeros((), dtype=torch.float32, device=step_device),
+            )
 
     # ------------------------------------------------------------------ modes
     eval_weights = "the outer weights"
@@ -114,18 +99,6 @@ class DiLoCoAdamW(EvalModeOptimizer):
 
     _to_eval = _swap
     _to_train = _swap
-
-    @torch.no_grad()
-    def reset_state_from_params(self) -> None:
-        """Restart from the current weights: outer = inner = params, all state zero."""
-        self.train()
-        for group in self.param_groups:
-            group["step"] = 0
-            for p in group["params"]:
-                state = self.state[p]
-                state["outer"].copy_(p)
-                for key in ("outer_momentum", "exp_avg", "exp_avg_sq", "step"):
-                    state[key].zero_()
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()

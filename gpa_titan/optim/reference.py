@@ -62,7 +62,9 @@ class ReferenceDiLoCoAdamW:
         outer_momentum (float, default 0.9): as in ``DiLoCoAdamW``.
     """
 
-    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, inner_steps=32, outer_lr=0.75, outer_momentum=0.9):
+    def __init__(
+        self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, inner_steps=32, outer_lr=0.75, outer_momentum=0.9
+    ):
         self.outer = [p.detach().to(torch.float64).clone() for p in params]
         self.inner = [t.clone() for t in self.outer]
         self.momentum = [torch.zeros_like(t) for t in self.outer]

@@ -18,13 +18,13 @@ test checks this against the package).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from ._common import check_range
-from .gpa_adamw import GPAAdamW, gpa_coefficients
+from .gpa_adamw import GPACoefficients, PrimalAveragingAdamW
+from .hyperparameters import check_adamw, check_integer, check_number
 
 
-class ScheduleFreeAdamW(GPAAdamW):
+class ScheduleFreeAdamW(PrimalAveragingAdamW):
     """Schedule-Free AdamW in GPA's memory-efficient form.
 
     Args:
@@ -40,6 +40,8 @@ class ScheduleFreeAdamW(GPAAdamW):
         implementation (str, default "fused"): as for ``GPAAdamW``.
     """
 
+    HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "warmup_steps")
+
     def __init__(
         self,
         params: Iterable,
@@ -50,22 +52,24 @@ class ScheduleFreeAdamW(GPAAdamW):
         warmup_steps: int = 0,
         implementation: str = "fused",
     ) -> None:
-        check_range("betas[0]", betas[0], 0.0, 1.0, low_inclusive=False, high_inclusive=False)
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps={warmup_steps!r} must be an integer >= 0")
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         mu_x=0.0, mu_y=betas[0], implementation=implementation)
-        for group in self.param_groups:
-            group.setdefault("warmup_steps", warmup_steps)
-            group.setdefault("lr_max", 0.0)
-            group.setdefault("weight_sum", 0.0)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps)
+        super().__init__(params, defaults, implementation)
 
-    def reset_state_from_params(self) -> None:
-        super().reset_state_from_params()
-        for group in self.param_groups:
-            group["lr_max"], group["weight_sum"] = 0.0, 0.0
+    @staticmethod
+    def check_hyperparameters(lr, betas, eps, weight_decay, warmup_steps) -> None:
+        check_adamw(lr, betas, eps, weight_decay)
+        check_number("betas[0]", betas[0], 0.0, 1.0, low_inclusive=False, high_inclusive=False,
+                     note="Schedule-Free interpolates y = beta1 x + (1 - beta1) z")
+        check_integer("warmup_steps", warmup_steps, 0)
 
-    def _coefficients(self, group: dict) -> list[float]:
+    def _init_group(self, group: dict) -> None:
+        super()._init_group(group)
+        group["lr_max"], group["weight_sum"] = 0.0, 0.0  # the running averaging weights
+
+    def _interpolation(self, group: dict) -> float:
+        return group["betas"][0]
+
+    def _coefficients(self, group: dict) -> GPACoefficients:
         step, warmup = group["step"], group["warmup_steps"]
         lr = group["lr"] * (min(1.0, step / warmup) if warmup else 1.0)
         group["lr_max"] = max(group["lr_max"], lr)
@@ -74,4 +78,4 @@ class ScheduleFreeAdamW(GPAAdamW):
         c = weight / group["weight_sum"] if group["weight_sum"] > 0 else 0.0
         beta1, beta2 = group["betas"]
         # base direction: Adam without momentum (its beta1 is 0); interpolation mu_y = beta1
-        return gpa_coefficients(lr, group["weight_decay"], 0.0, beta2, group["eps"], 1.0 - c, beta1, step)
+        return GPACoefficients.for_step(lr, group["weight_decay"], 0.0, beta2, group["eps"], 1.0 - c, beta1, step)

@@ -1,0 +1,7 @@
+"""Where the repository's files are (for a source checkout, which is how this repo is installed)."""
+
+import os
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
+DEBUG_CONFIG = os.path.join(CONFIG_DIR, "debug_cpu.toml")

@@ -1,0 +1,77 @@
+"""The TrainSpec optimizer builder: ``[optimizer] name`` picks an optimizer from the registry,
+and the container forwards ``train()``/``eval()`` to the averaging ones."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch.nn as nn
+from torchtitan.components.optimizer import OptimizersContainer
+
+from gpa_titan.optim import EvalModeOptimizer
+
+from .optimizer_registry import get_optimizer_spec
+
+
+class EvalWeightsOptimizersContainer(OptimizersContainer):
+    """TorchTitan's OptimizersContainer plus the train/eval protocol of averaging optimizers.
+
+    ``eval()`` puts the evaluation weights into the model (x for GPA, the outer weights
+    for DiLoCo, Schedule-Free's x), ``train()`` the training weights; for AdamW both do
+    nothing. ``evaluation_weights()`` is a context manager doing eval, then train.
+    Checkpointing (DCP, flattened FQN keys, resharding) is inherited unchanged.
+    """
+
+    def _averaging(self) -> Iterator[EvalModeOptimizer]:
+        return (o for o in self.optimizers if isinstance(o, EvalModeOptimizer))
+
+    def eval(self) -> None:
+        for opt in self._averaging():
+            opt.eval()
+        self._drop_unsharded_copies()
+
+    def train(self) -> None:
+        for opt in self._averaging():
+            opt.train()
+        self._drop_unsharded_copies()
+
+    def _drop_unsharded_copies(self) -> None:
+        """FSDP2 keeps modules with ``reshard_after_forward=False`` (TorchTitan's norm and
+        output) unsharded after a forward without backward, e.g. validation. The swap
+        just changed the sharded weights, so free those copies: the next forward must
+        all-gather the weights now in place, not reuse the ones from before the swap."""
+        from torch.distributed.fsdp import FSDPModule
+
+        for model in self.model_parts:
+            for module in model.modules():
+                if isinstance(module, FSDPModule):
+                    module.reshard()
+
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train()
+
+    def restart_fresh_state(self) -> None:
+        """Re-anchor the extra buffers at the current weights for optimizers that have not
+        stepped yet (after a model-only checkpoint load, z / the outer weights must equal
+        the freshly loaded weights, not the random initialisation)."""
+        for opt in self._averaging():
+            if all(g["step"] == 0 for g in opt.param_groups):
+                opt.reset_state_from_params()
+
+
+def build_optimizers(
+    model_parts: list[nn.Module], optimizer_config, parallel_dims, ft_manager=None
+) -> EvalWeightsOptimizersContainer:
+    """TrainSpec ``build_optimizers_fn``: one optimizer per model part, in a container."""
+    if optimizer_config.early_step_in_backward:
+        raise NotImplementedError("[optimizer] early_step_in_backward is not supported by gpa_titan's optimizers")
+    if ft_manager is not None and getattr(ft_manager, "enabled", False):
+        raise NotImplementedError("[fault_tolerance] is not supported by gpa_titan's optimizers")
+    spec = get_optimizer_spec(optimizer_config.name)
+    return EvalWeightsOptimizersContainer(model_parts, spec.cls, spec.build_kwargs(optimizer_config))

@@ -1,0 +1,196 @@
+"""slurm/train.sbatch, scripts/run_train.sh and scripts/sweep.py against stand-in
+srun, scontrol and sbatch commands (no Slurm needed)."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from gpa_titan.optim.table4 import diloco_to_gpa
+from helpers import REPO
+
+FAKE_SRUN = r"""#!/bin/bash
+echo "srun $*" >> "$FAKE_LOG"
+if [ -n "${FAKE_PREEMPT:-}" ]; then
+  prev=""; for a in "$@"; do if [ "$prev" = "--job.dump_folder" ]; then touch "$a/PREEMPTED"; fi; prev="$a"; done
+fi
+exit ${FAKE_SRUN_STATUS:-0}
+"""
+FAKE_SCONTROL = r"""#!/bin/bash
+if [ "$1 $2" = "show hostnames" ]; then printf 'gpu-node-017\ngpu-node-018\n'; exit 0; fi
+echo "scontrol $*" >> "$FAKE_LOG"
+"""
+FAKE_SBATCH = r"""#!/bin/bash
+echo "sbatch $*" >> "$FAKE_LOG"
+echo "Submitted batch job 4242"
+"""
+
+
+@pytest.fixture
+def slurm_env(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("sbatch", FAKE_SBATCH)):
+        path = bin_dir / name
+        path.write_text(body)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.log"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_JOB_NODELIST": "gpu-node-[017-018]",
+        "SLURM_GPUS_ON_NODE": "8",
+        "SLURM_JOB_ID": "777",
+        "SLURM_JOB_NAME": "gpa",
+        "SLURM_SUBMIT_DIR": REPO,
+        "DUMP_FOLDER": str(tmp_path / "dump"),
+        "PYTHON": "/opt/venv/bin/python",
+    }
+    return env, log, tmp_path
+
+
+def sbatch(env, *args):
+    return subprocess.run(["bash", "slurm/train.sbatch", *args], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def test_sbatch_builds_the_torchrun_command_from_slurm(slurm_env):
+    env, log, tmp = slurm_env
+    proc = sbatch(env, "configs/llama_1b_gpa.toml", "--optimizer.lr", "2e-3")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = log.read_text().splitlines()
+    assert line.startswith("srun --kill-on-bad-exit=1 bash -c")
+    for part in (
+        "/opt/venv/bin/python -m torch.distributed.run",
+        "--nnodes=2",
+        "--nproc_per_node=8",
+        "--rdzv_id=777",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=gpu-node-017:29500",
+        "-m gpa_titan.train --job.config_file configs/llama_1b_gpa.toml",
+        f"--job.dump_folder {tmp / 'dump'}",
+        "--parallelism.data_parallel_replicate_degree 2",
+    ):
+        assert part in line, part
+    assert line.endswith("--optimizer.lr 2e-3")
+    assert (tmp / "dump" / "launched_config.toml").read_text() == open(
+        os.path.join(REPO, "configs/llama_1b_gpa.toml")
+    ).read()
+    assert "torch.distributed.run" in (tmp / "dump" / "launch_command.txt").read_text()
+
+
+def test_sbatch_single_node_keeps_fsdp_and_reads_gpu_count(slurm_env):
+    env, log, _ = slurm_env
+    env.update(SLURM_JOB_NUM_NODES="1", SLURM_GPUS_ON_NODE="h100:4")
+    assert sbatch(env, "configs/llama_160m_gpa.toml").returncode == 0
+    line = log.read_text()
+    assert "--nnodes=1" in line and "--nproc_per_node=4" in line
+    assert "data_parallel_replicate_degree" not in line
+
+
+def test_sbatch_requeues_after_preemption(slurm_env):
+    env, log, tmp = slurm_env
+    env["FAKE_PREEMPT"] = "1"
+    proc = sbatch(env, "configs/llama_160m_gpa.toml")
+    assert proc.returncode == 0, proc.stderr
+    assert "scontrol requeue 777" in log.read_text()
+    assert not (tmp / "dump" / "PREEMPTED").exists()
+
+
+def test_sbatch_passes_on_a_failure_without_requeue(slurm_env):
+    env, log, _ = slurm_env
+    env["FAKE_SRUN_STATUS"] = "3"
+    assert sbatch(env, "configs/llama_160m_gpa.toml").returncode == 3
+    assert "requeue" not in log.read_text()
+
+
+def test_sbatch_rejects_a_missing_config(slurm_env):
+    env, _, _ = slurm_env
+    proc = sbatch(env, "configs/nope.toml")
+    assert proc.returncode == 2 and "configs/nope.toml does not exist" in proc.stderr
+
+
+def test_run_train_sh_passes_environment_and_arguments(tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/bin/bash\necho "$@" > "$FAKE_LOG"\n')
+    fake_python.chmod(0o755)
+    log = tmp_path / "log"
+    env = {
+        **os.environ,
+        "PYTHON": str(fake_python),
+        "FAKE_LOG": str(log),
+        "NGPU": "4",
+        "LOG_RANK": "0,1",
+        "CONFIG_FILE": "configs/llama_160m_gpa.toml",
+    }
+    proc = subprocess.run(
+        ["bash", "scripts/run_train.sh", "--training.steps", "10"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    args = log.read_text()
+    assert "-m torch.distributed.run --nproc_per_node=4" in args
+    assert "--local-ranks-filter 0,1" in args
+    assert args.strip().endswith("-m gpa_titan.train --job.config_file configs/llama_160m_gpa.toml --training.steps 10")
+
+
+def sweep(env, *args):
+    return subprocess.run(
+        [sys.executable, "scripts/sweep.py", *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
+
+
+def test_sweep_dry_run_maps_inner_steps_by_table_4(slurm_env):
+    env, log, tmp = slurm_env
+    proc = sweep(
+        env,
+        "--config",
+        "configs/llama_160m_gpa.toml",
+        "--name",
+        "h",
+        "--inner-steps",
+        "8,32",
+        "--mu-y",
+        "0.8,0.9",
+        "--out",
+        str(tmp / "sweeps"),
+        "--dry-run",
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = (tmp / "sweeps" / "h" / "runs.tsv").read_text().splitlines()
+    assert rows[0] == "name\toverrides" and len(rows) == 5
+    mu_x8 = f"{diloco_to_gpa(8, 0.9)[0]:.6g}"
+    assert rows[1] == f"H8_muy0.8\t--optimizer.mu_x {mu_x8} --optimizer.mu_y 0.8"
+    assert "would submit: sbatch --array=0-3 --nodes=1 --job-name=h" in proc.stdout
+    assert not log.exists(), "a dry run submits nothing"
+
+
+def test_sweep_submits_an_array_that_train_sbatch_reads(slurm_env):
+    env, log, tmp = slurm_env
+    proc = sweep(
+        env,
+        "--config",
+        "configs/llama_160m_diloco.toml",
+        "--name",
+        "d",
+        "--inner-steps",
+        "16,64",
+        "--lr",
+        "1e-3",
+        "--parallel",
+        "1",
+        "--out",
+        str(tmp / "sweeps"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    runs = tmp / "sweeps" / "d" / "runs.tsv"
+    assert f"sbatch --array=0-1%1 --nodes=1 --job-name=d --export=ALL,SWEEP_FILE={runs}" in log.read_text()
+    # array task 1 of that job
+    env = {**env, "SWEEP_FILE": str(runs), "SLURM_ARRAY_TASK_ID": "1", "SLURM_JOB_NUM_NODES": "1"}
+    env.pop("DUMP_FOLDER")
+    assert sbatch(env, "configs/llama_160m_diloco.toml").returncode == 0
+    srun_line = [line for line in log.read_text().splitlines() if line.startswith("srun")][0]
+    assert srun_line.endswith("--optimizer.inner_steps 64 --optimizer.lr 0.001")
+    assert f"--job.dump_folder {tmp / 'sweeps' / 'd' / 'H64_lr0.001'}" in srun_line

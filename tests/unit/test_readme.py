@@ -1,0 +1,35 @@
+"""README tables that are program output match the program."""
+
+import os
+import re
+
+from gpa_titan.titan.models import model_table
+from helpers import REPO
+
+
+def generated_block(name: str) -> str:
+    text = open(os.path.join(REPO, "README.md")).read()
+    match = re.search(rf"<!-- {name}: output of `([^`]+)` -->\n(.*?)\n<!-- /{name} -->", text, re.S)
+    assert match, f"README.md has no <!-- {name} --> block"
+    return match.group(2)
+
+
+def test_model_table_is_the_output_of_scripts_model_table():
+    assert generated_block("model-table") == model_table(), "run python scripts/model_table.py and paste its output"
+
+
+def test_documented_optimizer_defaults_are_the_signatures():
+    """The README's "arguments (defaults)" row states each optimizer's real defaults."""
+    import inspect
+
+    from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
+
+    text = open(os.path.join(REPO, "README.md")).read()
+    row = next(line for line in text.splitlines() if line.startswith("| arguments (defaults) |"))
+    cells = [c.strip().strip("`") for c in row.strip("|").split("|")[1:]]
+    for cls, cell in zip((GPAAdamW, DiLoCoAdamW, ScheduleFreeAdamW), cells, strict=True):
+        documented = dict(re.findall(r"(\w+)=(\([^)]*\)|[^,]+)", cell))
+        actual = {name: p.default for name, p in inspect.signature(cls).parameters.items() if name != "params"}
+        assert set(documented) == set(actual), cls.__name__
+        for name, value in actual.items():
+            assert eval(documented[name]) == value, f"{cls.__name__} {name}: README {documented[name]} != {value!r}"
