@@ -24,6 +24,27 @@ def locals_(ts: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     return [local(t) for t in ts]
 
 
+def local_grad(p: torch.Tensor) -> torch.Tensor:
+    """The local shard of ``p.grad``, placed like ``p``'s local shard.
+
+    Under tensor parallelism without FSDP, some gradients (e.g. of norm weights under
+    sequence parallelism) are ``Partial`` DTensors: their local shards are partial sums.
+    Such a gradient is reduced to its parameter's placement first (a collective, issued in
+    the same parameter order on every rank); taking its local shard directly would
+    silently train on a partial gradient.
+    """
+    grad = p.grad
+    if isinstance(grad, DTensor) and isinstance(p, DTensor) and tuple(grad.placements) != tuple(p.placements):
+        grad = grad.redistribute(p.device_mesh, p.placements)
+    return local(grad)
+
+
+def is_plain_tensor(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a plain ``torch.Tensor`` (not a subclass such as torchao's float8 weight
+    wrapper), i.e. whether its memory can be handed to a hand-written kernel."""
+    return type(t) is torch.Tensor or type(t) is torch.nn.Parameter
+
+
 class EvalModeOptimizer(torch.optim.Optimizer):
     """Shared construction and train/eval protocol of GPA-AdamW, DiLoCo-AdamW and Schedule-Free.
 
@@ -43,15 +64,15 @@ class EvalModeOptimizer(torch.optim.Optimizer):
     Args:
         params: iterable of parameters or of param-group dicts.
         defaults (dict): the hyperparameters' default values for every group.
-        implementation (str): the kernel choice, checked against
-            ``hyperparameters.IMPLEMENTATIONS``.
+        implementation (str): the kernel choice, one of the class's ``IMPLEMENTATIONS``.
     """
 
     HYPERPARAMETERS: tuple[str, ...] = ()
+    IMPLEMENTATIONS: tuple[str, ...] = ("fused", "foreach", "for-loop")
     eval_weights = "the evaluation weights"
 
     def __init__(self, params: Iterable, defaults: dict[str, Any], implementation: str) -> None:
-        check_implementation(implementation)
+        check_implementation(implementation, self.IMPLEMENTATIONS)
         self.implementation = implementation
         super().__init__(params, {**defaults, "step": 0, "train_mode": True})
 

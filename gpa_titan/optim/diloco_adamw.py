@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch.optim.adamw import adamw
 
-from .base import EvalModeOptimizer, local
+from .base import EvalModeOptimizer, local, local_grad
 from .hyperparameters import check_adamw, check_integer, check_number
 
 
@@ -113,7 +113,7 @@ class DiLoCoAdamW(EvalModeOptimizer):
             beta1, beta2 = group["betas"]
             adamw(
                 [local(p) for p in params],
-                [local(p.grad) for p in params],
+                [local_grad(p) for p in params],
                 [local(s["exp_avg"]) for s in states],
                 [local(s["exp_avg_sq"]) for s in states],
                 [],

@@ -18,13 +18,12 @@ which needs only y_t, z_t and the AdamW direction, elementwise.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
 
-from .base import EvalModeOptimizer, local, locals_
+from .base import EvalModeOptimizer, is_plain_tensor, local, local_grad, locals_
 from .cpu_kernel import cpu_kernel
 from .hyperparameters import HyperparameterError, check_adamw, check_number
 
@@ -84,24 +83,6 @@ def gpa_adamw_update_(
     z.copy_(z - z * c.lr_wd + u * c.z_from_u)
 
 
-def _update_with_coefficient_tensor(y, z, grad, exp_avg, exp_avg_sq, coefficients: torch.Tensor) -> None:
-    gpa_adamw_update_(y, z, grad, exp_avg, exp_avg_sq, GPACoefficients(*coefficients.unbind()))
-
-
-@functools.cache
-def _compiled_update() -> Callable[..., None]:
-    # dynamic=True: one compiled kernel serves every tensor size; the coefficients are a
-    # tensor argument, so a changing lr does not recompile.
-    return torch.compile(_update_with_coefficient_tensor, dynamic=True, fullgraph=True)
-
-
-def _coefficient_tensor(c: GPACoefficients, like: torch.Tensor) -> torch.Tensor:
-    """The coefficients on ``like``'s device without a host-device synchronisation."""
-    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
-    pinned = torch.tensor(c, dtype=dtype, pin_memory=True)
-    return pinned.to(like.device, non_blocking=True)
-
-
 class PrimalAveragingAdamW(EvalModeOptimizer):
     """What GPA-AdamW and Schedule-Free AdamW share: the Appendix C.2 storage (parameters
     hold y, one buffer z, plus AdamW's two moments), the update kernels and the y <-> x
@@ -111,12 +92,17 @@ class PrimalAveragingAdamW(EvalModeOptimizer):
     Args:
         params: iterable of parameters or of param-group dicts.
         defaults (dict): the subclass's hyperparameter defaults.
-        implementation (str): "fused" makes one pass over memory per tensor: a C++ kernel
-            built on first use on CPU (needs a C++ compiler; see ``cpu_kernel``), a
-            ``torch.compile``d Triton kernel on GPUs; "foreach" uses ``torch._foreach_*``
-            multi-tensor ops; "for-loop" runs the per-tensor math eagerly.
+        implementation (str): "fused" makes one pass over memory: on CPU a C++ kernel built
+            on first use (float32/float64; needs a C++ compiler, see ``cpu_kernel``), on CUDA
+            the hand-written Triton kernel of ``triton_kernel`` (float32/bfloat16), one launch
+            per dtype; "triton" runs that Triton kernel on any device (on CPU tensors under
+            ``TRITON_INTERPRET=1``, which is how CI tests the GPU kernel); "foreach" uses
+            ``torch._foreach_*`` multi-tensor ops; "for-loop" runs the per-tensor math eagerly.
+            Tensor subclasses (torchao's float8 weights), non-contiguous tensors and dtypes a
+            kernel lacks take the foreach or eager path. All compute the same update.
     """
 
+    IMPLEMENTATIONS = (*EvalModeOptimizer.IMPLEMENTATIONS, "triton")
     eval_weights = "x"
 
     def __init__(self, params: Iterable, defaults: dict, implementation: str) -> None:
@@ -162,13 +148,18 @@ class PrimalAveragingAdamW(EvalModeOptimizer):
             group["step"] += 1
             coefficients = self._coefficients(group)
             if self.implementation == "foreach":
-                states = [self.state[p] for p in params]
+                foreach, per_tensor = params, []
+            else:  # tensor subclasses (e.g. torchao's float8 weights) take the foreach path
+                foreach = [p for p in params if not is_plain_tensor(local(p))]
+                per_tensor = [p for p in params if is_plain_tensor(local(p))]
+            if foreach:
+                states = [self.state[p] for p in foreach]
                 self._foreach_update(
-                    locals_(params), locals_(s["z"] for s in states), locals_(p.grad for p in params),
+                    locals_(foreach), locals_(s["z"] for s in states), [local_grad(p) for p in foreach],
                     locals_(s["exp_avg"] for s in states), locals_(s["exp_avg_sq"] for s in states), coefficients,
                 )
-            else:
-                self._per_tensor_update(params, coefficients)
+            if per_tensor:
+                self._per_tensor_update(per_tensor, coefficients)
         return loss
 
     def _flat_views(self, p: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
@@ -184,33 +175,45 @@ class PrimalAveragingAdamW(EvalModeOptimizer):
         self._views[p] = views
         return views
 
+    def _kernel_for(self, grad: torch.Tensor) -> str | None:
+        """Which hand-written kernel updates this tensor ("cpu", "triton"), or None (eager)."""
+        dtype, device = grad.dtype, grad.device.type
+        if self.implementation == "triton" or (self.implementation == "fused" and device == "cuda"):
+            if dtype in (torch.float32, torch.bfloat16):
+                return "triton"
+            if self.implementation == "triton":
+                raise ValueError(f"implementation='triton' supports float32 and bfloat16 tensors, not {dtype}")
+            return None
+        if self.implementation == "fused" and device == "cpu" and dtype in (torch.float32, torch.float64):
+            return "cpu"
+        return None
+
     def _per_tensor_update(self, params: list[torch.Tensor], c: GPACoefficients) -> None:
-        fused = self.implementation == "fused"
-        cpu_lists: dict[torch.dtype, list[list[torch.Tensor]]] = {}
-        coefficient_tensors: dict[tuple, torch.Tensor] = {}
+        """The update of plain tensors: grouped by (kernel, device, dtype) into one kernel call
+        each; tensors no kernel takes are updated eagerly one by one."""
+        groups: dict[tuple, list[list[torch.Tensor]]] = {}
         for p in params:
-            grad = local(p.grad)
+            grad = local_grad(p)
             if grad.numel() == 0:
                 continue  # an empty FSDP shard
-            views = self._flat_views(p) if fused and grad.is_contiguous() else None
-            cpu_unsupported_dtype = grad.device.type == "cpu" and grad.dtype not in (torch.float32, torch.float64)
-            if views is None or cpu_unsupported_dtype:
+            kernel = self._kernel_for(grad) if self.implementation != "for-loop" else None
+            views = self._flat_views(p) if kernel is not None and grad.is_contiguous() else None
+            if views is None:
                 state = self.state[p]
                 y, z, m, v = (local(t) for t in (p, state["z"], state["exp_avg"], state["exp_avg_sq"]))
                 gpa_adamw_update_(y, z, grad, m, v, c)
-            elif grad.device.type == "cpu":  # one C++ call per dtype, below
-                y, z, m, v = views
-                lists = cpu_lists.setdefault(grad.dtype, [[], [], [], [], []])
-                for lst, t in zip(lists, (y, z, grad.view(-1), m, v)):
-                    lst.append(t)
-            else:  # accelerators: the torch.compile'd kernel (Triton on CUDA)
-                key = (grad.device, grad.dtype)
-                if key not in coefficient_tensors:
-                    coefficient_tensors[key] = _coefficient_tensor(c, grad)
-                y, z, m, v = views
-                _compiled_update()(y, z, grad.view(-1), m, v, coefficient_tensors[key])
-        for lists in cpu_lists.values():
-            cpu_kernel().gpa_adamw_step(*lists, list(c))
+                continue
+            y, z, m, v = views
+            lists = groups.setdefault((kernel, grad.device, grad.dtype), [[], [], [], [], []])
+            for lst, t in zip(lists, (y, z, grad.view(-1), m, v)):
+                lst.append(t)
+        for (kernel, _, _), lists in groups.items():
+            if kernel == "cpu":
+                cpu_kernel().gpa_adamw_step(*lists, list(c))
+            else:
+                from .triton_kernel import gpa_adamw_triton_step  # imports triton: only when used
+
+                gpa_adamw_triton_step(*lists, c)
 
     @staticmethod
     def _foreach_update(ys, zs, grads, exp_avgs, exp_avg_sqs, c: GPACoefficients) -> None:

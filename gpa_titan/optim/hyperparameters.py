@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-IMPLEMENTATIONS = ("fused", "foreach", "for-loop")
-
 
 class HyperparameterError(ValueError):
     """An optimizer argument outside its allowed range.
@@ -64,6 +62,6 @@ def check_adamw(lr, betas, eps, weight_decay) -> None:
     check_number("weight_decay", weight_decay, 0.0, math.inf, high_inclusive=False)
 
 
-def check_implementation(implementation) -> None:
-    if implementation not in IMPLEMENTATIONS:
-        raise HyperparameterError("implementation", implementation, f"one of {list(IMPLEMENTATIONS)}")
+def check_implementation(implementation, allowed: tuple[str, ...] = ("fused", "foreach", "for-loop")) -> None:
+    if implementation not in allowed:
+        raise HyperparameterError("implementation", implementation, f"one of {list(allowed)}")

@@ -4,7 +4,7 @@ and the container forwards ``train()``/``eval()`` to the averaging ones."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch.nn as nn
 from torchtitan.components.optimizer import OptimizersContainer
@@ -19,22 +19,36 @@ class EvalWeightsOptimizersContainer(OptimizersContainer):
 
     ``eval()`` puts the evaluation weights into the model (x for GPA, the outer weights
     for DiLoCo, Schedule-Free's x), ``train()`` the training weights; for AdamW both do
-    nothing. ``evaluation_weights()`` is a context manager doing eval, then train.
+    nothing. ``evaluation_weights()`` is a context manager doing eval, then train. After
+    every swap the callables in ``swap_hooks`` run (the trainer adds the model converters'
+    post-optimizer hook, so float8 scales match the weights now in place).
     Checkpointing (DCP, flattened FQN keys, resharding) is inherited unchanged.
+
+    Args: those of TorchTitan's ``OptimizersContainer`` (model parts, optimizer class, kwargs).
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.swap_hooks: list[Callable[[], None]] = []
 
     def _averaging(self) -> Iterator[EvalModeOptimizer]:
         return (o for o in self.optimizers if isinstance(o, EvalModeOptimizer))
 
     def eval(self) -> None:
-        for opt in self._averaging():
-            opt.eval()
-        self._drop_unsharded_copies()
+        self._swap("eval")
 
     def train(self) -> None:
+        self._swap("train")
+
+    def _swap(self, mode: str) -> None:
+        swapped = False
         for opt in self._averaging():
-            opt.train()
+            swapped |= opt.training != (mode == "train")
+            getattr(opt, mode)()
         self._drop_unsharded_copies()
+        if swapped:
+            for hook in self.swap_hooks:
+                hook()
 
     def _drop_unsharded_copies(self) -> None:
         """FSDP2 keeps modules with ``reshard_after_forward=False`` (TorchTitan's norm and

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
+import time
 
 import torch
+from torchtitan.protocols.model_converter import build_model_converters
 from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
 from .checkpoint import EvalWeightsCheckpointer
 from .cpu_compat import apply_cpu_compat
 from .job_config import validate_job_config
+from .monitor import TrainingMonitor, format_duration
+from .preemption import PreemptionSignal
 from .run_info import write_run_info
 from .wandb_offline import configure_wandb
 
@@ -21,10 +24,13 @@ class GPATrainer(Trainer):
 
     Adds: start-up validation of this repo's settings; the CPU/gloo compatibility
     layer when no accelerator is present; checkpoints and validation at the
-    optimizers' evaluation weights; ``run_info.json`` in the dump folder; and, on the
-    signal named by ``GPA_PREEMPT_SIGNAL`` (default SIGUSR1, which the Slurm script asks
-    for before the time limit), a full checkpoint at the next step boundary and a
-    clean exit so that the requeued job resumes from it.
+    optimizers' evaluation weights (and float8 scales recomputed after every weight swap);
+    a divergence guard and ``step N/total`` progress with an ETA at logging steps; a final
+    validation of the final model whatever the validation interval, and a summary;
+    ``run_info.json`` in the dump folder; and, on the signal named by
+    ``GPA_PREEMPT_SIGNAL`` (default SIGUSR1, which the Slurm script asks for before the
+    time limit), a full checkpoint at the next logging step and a clean exit so that the
+    requeued job resumes from it.
 
     Args:
         job_config: the parsed JobConfig (with ``gpa_titan.titan.job_config`` merged in).
@@ -34,21 +40,22 @@ class GPATrainer(Trainer):
         validate_job_config(job_config)
         apply_cpu_compat()
         configure_wandb(job_config)
-        self.preempted = False
-        self._first_step = None
+        self._first_step: int | None = None
+        self._start_time = time.perf_counter()
         super().__init__(job_config)
         self.checkpointer = EvalWeightsCheckpointer(self.checkpointer, self.optimizers)
+        if job_config.model.converters:  # e.g. float8: scales must follow the weights a swap puts in place
+            converters = build_model_converters(job_config, self.parallel_dims)
+            self.optimizers.swap_hooks.append(lambda: converters.post_optimizer_hook(self.model_parts))
         if job_config.validation.enable:
             self.validator.optimizers = self.optimizers
+            self.validator.device = self.device
+        self.monitor = TrainingMonitor(self.metrics_processor, job_config.training.steps)
+        signame = os.environ.get("GPA_PREEMPT_SIGNAL", "SIGUSR1")
+        self.preemption = PreemptionSignal(signame, self.metrics_processor.should_log)
         if torch.distributed.get_rank() == 0:
             path = write_run_info(job_config, job_config.job.dump_folder)
             logger.info(f"Run description written to {path}")
-        signame = os.environ.get("GPA_PREEMPT_SIGNAL", "SIGUSR1")
-        signal.signal(getattr(signal, signame), self._on_preempt)
-
-    def _on_preempt(self, signum, frame) -> None:
-        logger.warning(f"Received signal {signum}: checkpointing at the end of this step, then exiting")
-        self.preempted = True
 
     def should_continue_training(self) -> bool:
         stop_after = self.job_config.job.stop_after_steps
@@ -58,7 +65,7 @@ class GPATrainer(Trainer):
             self.checkpointer.force_save(self.step)
             logger.info(f"[job] stop_after_steps = {stop_after}: stopping at step {self.step}")
             return False
-        if self._preemption_agreed():
+        if self.preemption.agreed(self.step):
             self.checkpointer.force_save(self.step)
             if torch.distributed.get_rank() == 0:  # tells slurm/train.sbatch to requeue
                 with open(os.path.join(self.job_config.job.dump_folder, "PREEMPTED"), "w") as f:
@@ -67,9 +74,35 @@ class GPATrainer(Trainer):
             return False
         return super().should_continue_training()
 
-    def _preemption_agreed(self) -> bool:
-        # every rank must stop at the same step, even if only some received the signal
-        flag = torch.tensor([1.0 if self.preempted else 0.0], device=self.device)
-        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item()) and self.step > 0
+    def train(self) -> None:
+        super().train()
+        finished = self.step == self.job_config.training.steps
+        if finished and self.job_config.validation.enable and self.validator.last_step != self.step:
+            self.validator.validate(self.model_parts, self.step)  # the final model, whatever the interval
+        if torch.distributed.get_rank() == 0:
+            self._log_summary(finished)
+
+    def _log_summary(self, finished: bool) -> None:
+        cfg, dims = self.job_config, self.parallel_dims
+        first = self._first_step or 0
+        global_batch = cfg.training.global_batch_size
+        if global_batch <= 0:
+            global_batch = cfg.training.local_batch_size * dims.dp_replicate * dims.dp_shard
+        tokens = (self.step - first) * global_batch * cfg.training.seq_len
+        dump = cfg.job.dump_folder
+        lines = [
+            f"{'Run complete' if finished else 'Run stopped'} at step {self.step}/{cfg.training.steps} "
+            f"(this launch: steps {first + 1}-{self.step}, {tokens:,} tokens, "
+            f"{format_duration(time.perf_counter() - self._start_time)})"
+        ]
+        if cfg.validation.enable and self.validator.history:
+            last_step, last = max(self.validator.history.items())
+            best_step, best = min(self.validator.history.items(), key=lambda kv: kv[1])
+            lines.append(f"validation loss: final {last:.4f} (step {last_step}), best {best:.4f} (step {best_step})")
+        if cfg.checkpoint.enable:
+            lines.append(f"checkpoints: {os.path.join(dump, cfg.checkpoint.folder)}")
+        if cfg.metrics.enable_tensorboard:
+            lines.append(f"TensorBoard: {os.path.join(dump, cfg.metrics.save_tb_folder)}")
+        lines.append(f"run description: {os.path.join(dump, 'run_info.json')}")
+        lines.append(f"plot: python scripts/plot_runs.py {dump} --out {os.path.join(dump, 'figures')}")
+        logger.info("\n  ".join(lines))

@@ -1,16 +1,21 @@
-"""FSDP2 on 2 CPU ranks (gloo) gives the same weights as one unsharded process."""
+"""On 2 CPU ranks (gloo), FSDP2-sharded optimizers and replicated (tensor-parallel) parameters
+with Partial gradients give the same weights as one plain process."""
 
 import json
 import os
 
 from helpers import REPO, run, torchrun_cmd
 
-WORKER = os.path.join(REPO, "tests", "integration", "fsdp_optimizer_worker.py")
-CASES = ("GPAAdamW fused", "GPAAdamW foreach", "DiLoCoAdamW fused", "DiLoCoAdamW foreach", "ScheduleFreeAdamW fused")
+WORKER = os.path.join(REPO, "tests", "integration", "distributed_optimizer_worker.py")
+CASES = (
+    "GPAAdamW fused", "GPAAdamW foreach", "GPAAdamW triton", "DiLoCoAdamW fused", "DiLoCoAdamW foreach",
+    "ScheduleFreeAdamW fused", "TP partial grads GPAAdamW fused", "TP partial grads GPAAdamW foreach",
+    "TP partial grads DiLoCoAdamW fused", "TP partial grads ScheduleFreeAdamW fused",
+)
 TOL = 2e-6
 
 
-def test_fsdp2_two_ranks_match_unsharded(tmp_path):
+def test_two_ranks_match_one_plain_process(tmp_path):
     results_path = tmp_path / "results.json"
     run(torchrun_cmd(2, [WORKER, str(results_path)]), timeout=900)
     results = json.loads(results_path.read_text())

@@ -62,6 +62,17 @@ def test_gpa_float32_matches_reference(problem, impl):
     assert worst_x < 1e-5
 
 
+@pytest.mark.parametrize(
+    "mu_x,mu_y,weight_decay", [(0.9967, 0.9, 0.1), (0.9, 1.0, 0.1), (0.99, 0.5, 0.0), (0.0, 0.9, 0.1)]
+)
+def test_gpa_triton_kernel_matches_reference_in_float32(problem, mu_x, mu_y, weight_decay):
+    """The GPU kernel itself (under Triton's interpreter on CPU), through GPAAdamW, over odd
+    tensor sizes, 100 warmup+cosine steps."""
+    worst_y, worst_x = run_gpa(problem, "triton", dtype=torch.float32, mu_x=mu_x, mu_y=mu_y, weight_decay=weight_decay)
+    assert worst_y < 1e-5, f"y drifted from Algorithm 1 by {worst_y}"
+    assert worst_x < 1e-5, f"x drifted from Algorithm 1 by {worst_x}"
+
+
 def test_gpa_reference_check_can_fail(problem):
     """The comparison is sensitive: a wrong mu_y in the reference is caught at once."""
     params = [torch.nn.Parameter(p.clone()) for p in problem.init]
@@ -159,6 +170,11 @@ def run_schedule_free(problem, impl, **kw):
 @pytest.mark.parametrize("hp", [dict(), dict(weight_decay=0.0, warmup_steps=10), dict(betas=(0.5, 0.99))])
 def test_schedule_free_matches_reference(problem, impl, hp):
     worst_y, worst_x = run_schedule_free(problem, impl, **hp)
+    assert worst_y < 1e-5 and worst_x < 1e-5, (worst_y, worst_x)
+
+
+def test_schedule_free_triton_kernel_matches_reference_in_float32(problem):
+    worst_y, worst_x = run_schedule_free(problem, "triton", dtype=torch.float32, warmup_steps=10)
     assert worst_y < 1e-5 and worst_x < 1e-5, (worst_y, worst_x)
 
 

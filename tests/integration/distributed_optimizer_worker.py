@@ -1,19 +1,29 @@
-"""Run under `torchrun --nproc_per_node=2 fsdp_optimizer_worker.py RESULTS.json`: FSDP2-sharded
-optimizers vs. one unsharded copy.
+"""Run under `torchrun --nproc_per_node=2 distributed_optimizer_worker.py RESULTS.json`: the
+optimizers on DTensors vs. one plain copy.
 
-Every rank trains the same tiny MLP, sharded with FSDP2 over a 2-rank gloo mesh (an
+FSDP2: every rank trains the same tiny MLP, sharded with FSDP2 over a 2-rank gloo mesh (an
 uneven and an empty shard included), and an unsharded copy on the full batch. After every
 step, in train mode and in eval mode, the largest difference between the two sets of
-weights is measured; rank 0 writes, per case, the worst difference and the steps taken.
+weights is measured.
+
+Tensor parallelism without FSDP: replicated DTensor parameters whose gradients are
+``Partial`` (each rank holds a part of the sum, as norm weights under sequence parallelism
+do), against plain parameters stepped with the summed gradients.
+
+Rank 0 writes, per case, the worst difference and the steps taken.
 """
 
 import json
+import os
 import sys
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the "triton" cases run the kernel on CPU tensors
 
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor, Partial, Replicate, distribute_tensor
 
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
 
@@ -27,6 +37,13 @@ CASES = [
         dict(inner_steps=4, outer_lr=0.5, outer_momentum=0.5, implementation="foreach"),
     ),
     ("ScheduleFreeAdamW fused", ScheduleFreeAdamW, dict(warmup_steps=3, implementation="fused")),
+    ("GPAAdamW triton", GPAAdamW, dict(mu_x=0.9, mu_y=0.8, implementation="triton")),
+]
+TP_CASES = [
+    ("TP partial grads GPAAdamW fused", GPAAdamW, dict(mu_x=0.9, mu_y=0.8, implementation="fused")),
+    ("TP partial grads GPAAdamW foreach", GPAAdamW, dict(mu_x=0.9, mu_y=0.8, implementation="foreach")),
+    ("TP partial grads DiLoCoAdamW fused", DiLoCoAdamW, dict(inner_steps=3, implementation="fused")),
+    ("TP partial grads ScheduleFreeAdamW fused", ScheduleFreeAdamW, dict(implementation="fused")),
 ]
 STEPS = 10
 
@@ -84,11 +101,35 @@ def main(results_path: str) -> int:
             plain_opt.train()
             steps += 1
         results[name] = {"max_diff": worst, "steps": steps}
+    results.update(tp_partial_gradients(mesh, rank, world))
     if rank == 0:
         with open(results_path, "w") as f:
             json.dump(results, f, indent=2)
+    dist.barrier()  # no rank tears gloo down while another is still in a collective
     dist.destroy_process_group()
     return 0
+
+
+def tp_partial_gradients(mesh, rank: int, world: int) -> dict:
+    """Replicated DTensor parameters with Partial gradients vs. plain ones with the sum."""
+    results = {}
+    for name, cls, hp in TP_CASES:
+        gen = torch.Generator().manual_seed(3)
+        init = [torch.randn(5, 3, generator=gen), torch.randn(4, generator=gen)]
+        dparams = [torch.nn.Parameter(distribute_tensor(t.clone(), mesh, [Replicate()])) for t in init]
+        plain = [torch.nn.Parameter(t.clone()) for t in init]
+        opt, plain_opt = cls(dparams, lr=3e-2, **hp), cls(plain, lr=3e-2, **hp)
+        worst = 0.0
+        for _ in range(STEPS):
+            parts = [[torch.randn(t.shape, generator=gen) for t in init] for _ in range(world)]  # same on all ranks
+            for p, q, i in zip(dparams, plain, range(len(init))):
+                p.grad = DTensor.from_local(parts[rank][i], mesh, [Partial()])
+                q.grad = sum(part[i] for part in parts)
+            opt.step()
+            plain_opt.step()
+            worst = max(worst, max((p.full_tensor() - q).abs().max().item() for p, q in zip(dparams, plain)))
+        results[name] = {"max_diff": worst, "steps": STEPS}
+    return results
 
 
 if __name__ == "__main__":
