@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import tempfile
+from collections.abc import Sequence
 
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
 from gpa_titan.optim.table4 import PAPER_MU, diloco_to_gpa
 from gpa_titan.paths import CONFIG_DIR
+from gpa_titan.titan import memory_plan
+from gpa_titan.titan.memory_plan import GPUS_PER_NODE, NODES
 from gpa_titan.titan.optimizer_registry import OPTIMIZERS as REGISTRY
 from gpa_titan.titan.optimizer_registry import default_of
 from gpa_titan.titan.run_args import warmup_steps
@@ -23,12 +27,18 @@ from gpa_titan.titan.run_args import warmup_steps
 # (short name, [optimizer] name, its extra settings)
 OPTIMIZERS = {REGISTRY[name].config_key: name for name in ("AdamW", "GPA-AdamW", "DiLoCo-AdamW")}
 
+HSDP = "(HSDP: shard within a node, replicate across nodes)"
+
 # One entry per model size: the paper's setup where it gives one (see the comments).
+# local_batch and ac: `python scripts/memory_plan.py --search`, the fewest recomputations that
+# fit in 80 GiB with 10% free for DiLoCo-AdamW (the largest optimizer state), shared by all
+# three optimizers of a size so that a diff shows only the optimizer (tests/unit/test_memory_plan.py
+# checks that they are still the search's choice).
 SIZES = {
     "160m": dict(
         flavor="160M",
-        hardware="1 node x 8 H100 80GB",
-        nodes=1,
+        hardware=f"{NODES['160M']} node x {GPUS_PER_NODE} H100 80GB",
+        nodes=NODES["160M"],
         paper="Llama-160M: 3.2B tokens, 128 x 2048 tokens per step, 12208 steps (paper, Sec. 4)",
         tokenizer="./assets/tokenizer/llama2",
         tokenizer_note="Llama 2's 32K SentencePiece vocabulary (a 128K one would dominate a 160M model)",
@@ -45,8 +55,8 @@ SIZES = {
     ),
     "1b": dict(
         flavor="1B",
-        hardware="2 nodes x 8 H100 80GB (HSDP: shard within a node, replicate across nodes)",
-        nodes=2,
+        hardware=f"{NODES['1B']} nodes x {GPUS_PER_NODE} H100 80GB {HSDP}",
+        nodes=NODES["1B"],
         paper="Llama-1B: 50B tokens, 256 x 2048 tokens per step (paper, Sec. 4); AdamW betas (0.975, 0.95)",
         tokenizer="./assets/tokenizer/llama3",
         tokenizer_note="Llama 3's 128K tokenizer",
@@ -56,15 +66,15 @@ SIZES = {
         lr=1e-3,
         betas=(0.975, 0.95),
         mu_y=0.9,
-        ac="selective",
+        ac="none",
         val_freq=1000,
         val_steps=20,
         ckpt_interval=2000,
     ),
     "8b": dict(
         flavor="8B",
-        hardware="8 nodes x 8 H100 80GB (HSDP: shard within a node, replicate across nodes)",
-        nodes=8,
+        hardware=f"{NODES['8B']} nodes x {GPUS_PER_NODE} H100 80GB {HSDP}",
+        nodes=NODES["8B"],
         paper=(
             "Llama-8B: the paper gives no recipe we could use; ours is Chinchilla-style, 20 tokens "
             "per parameter (160B tokens) at 512 x 2048 = 1M tokens per step, Llama 3's 8B shape, "
@@ -78,7 +88,7 @@ SIZES = {
         lr=3e-4,
         betas=(0.9, 0.95),
         mu_y=0.9,
-        ac="full",
+        ac="none",
         val_freq=2000,
         val_steps=10,
         ckpt_interval=1000,
@@ -175,7 +185,7 @@ def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y
     }
 
 
-def paper_config(size: str, opt_key: str) -> tuple[str, str]:
+def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[str, str]:
     s = SIZES[size]
     name = f"llama_{size}_{opt_key}.toml"
     tokens_per_step = s["global_batch"] * 2048
@@ -187,6 +197,7 @@ def paper_config(size: str, opt_key: str) -> tuple[str, str]:
         f"Tokens: {s['global_batch']} x 2048 = {tokens_per_step:,} per step x {s['steps']:,} steps = "
         f"{tokens_per_step * s['steps'] / 1e9:.2f}B tokens; warmup {warmup:,} steps (10%), cosine to 0.",
         f"Tokenizer: {s['tokenizer_note']} (python scripts/download_tokenizer.py --help).",
+        *memory,
         "lr: our choice where the paper's text gives none we could verify; sweep it (scripts/sweep.py).",
         "Launch:",
         f"  one node:  NGPU={min(gpus, 8)} CONFIG_FILE=configs/{name} bash scripts/run_train.sh",
@@ -268,11 +279,39 @@ def debug_config() -> tuple[str, str]:
     return "debug_cpu.toml", render(header, body)
 
 
+def memory_lines() -> dict[str, list[str]]:
+    """Each paper config's header lines from the memory plan (measured in one child process;
+    the header does not change what is measured)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for size in SIZES:
+            for opt_key in OPTIMIZERS:
+                name, text = paper_config(size, opt_key)
+                paths[name] = os.path.join(tmp, name)
+                with open(paths[name], "w") as f:
+                    f.write(text)
+        statics = dict(zip(paths, memory_plan.measure_configs(paths.values())))
+    largest = {}  # flavor -> the optimizer with the most static memory, which the batch shape is chosen for
+    for s in statics.values():
+        if s.flavor not in largest or s.static_bytes > largest[s.flavor].static_bytes:
+            largest[s.flavor] = s
+    return {
+        name: [
+            memory_plan.header_line(memory_plan.plan(s)),
+            f"  AC and local batch: the fewest recomputations that fit with "
+            f"{memory_plan.DEFAULT_HEADROOM:.0%} of the GPU free for {largest[s.flavor].optimizer} (the",
+            "  largest optimizer state), shared by the three optimizers (python scripts/memory_plan.py --search).",
+        ]
+        for name, s in statics.items()
+    }
+
+
 def all_configs() -> dict[str, str]:
     out = dict([debug_config()])
+    memory = memory_lines()
     for size in SIZES:
         for opt_key in OPTIMIZERS:
-            name, text = paper_config(size, opt_key)
+            name, text = paper_config(size, opt_key, memory[f"llama_{size}_{opt_key}.toml"])
             out[name] = text
     return out
 
