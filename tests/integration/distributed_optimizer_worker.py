@@ -10,14 +10,13 @@ Tensor parallelism without FSDP: replicated DTensor parameters whose gradients a
 ``Partial`` (each rank holds a part of the sum, as norm weights under sequence parallelism
 do), against plain parameters stepped with the summed gradients.
 
-Rank 0 writes, per case, the worst difference and the steps taken.
+Rank 0 writes, per case, the worst difference and the steps taken. ``GPA_TEST_DEVICE=cuda``
+runs the same cases on one GPU per rank over NCCL (``scripts/gpu_check.sh``).
 """
 
 import json
 import os
 import sys
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # the "triton" cases run the kernel on CPU tensors
 
 import torch
 import torch.distributed as dist
@@ -26,6 +25,8 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, Partial, Replicate, distribute_tensor
 
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
+
+DEVICE = os.environ.get("GPA_TEST_DEVICE", "cpu")
 
 CASES = [
     ("GPAAdamW fused", GPAAdamW, dict(mu_x=0.9, mu_y=0.8, implementation="fused")),
@@ -54,7 +55,7 @@ def build():
         torch.nn.Linear(6, 7),  # 7 rows over 2 ranks: uneven shards
         torch.nn.Tanh(),
         torch.nn.Linear(7, 1),  # 1 row: rank 1's shard is empty
-    )
+    ).to(DEVICE)
 
 
 def full(t):
@@ -62,11 +63,15 @@ def full(t):
 
 
 def main(results_path: str) -> int:
-    dist.init_process_group("gloo")
+    if DEVICE == "cpu":  # the "triton" cases run the kernel on CPU tensors (triton is imported at first use)
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    else:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if DEVICE == "cuda" else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    mesh = init_device_mesh("cpu", (world,))
-    data = torch.randn(STEPS, 8, 6, generator=torch.Generator().manual_seed(1))
-    target = torch.randn(STEPS, 8, 1, generator=torch.Generator().manual_seed(2))
+    mesh = init_device_mesh(DEVICE, (world,))
+    data = torch.randn(STEPS, 8, 6, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    target = torch.randn(STEPS, 8, 1, generator=torch.Generator().manual_seed(2)).to(DEVICE)
     results = {}
     for name, cls, hp in CASES:
         worst, steps = 0.0, 0
@@ -115,13 +120,14 @@ def tp_partial_gradients(mesh, rank: int, world: int) -> dict:
     results = {}
     for name, cls, hp in TP_CASES:
         gen = torch.Generator().manual_seed(3)
-        init = [torch.randn(5, 3, generator=gen), torch.randn(4, generator=gen)]
+        init = [torch.randn(5, 3, generator=gen).to(DEVICE), torch.randn(4, generator=gen).to(DEVICE)]
         dparams = [torch.nn.Parameter(distribute_tensor(t.clone(), mesh, [Replicate()])) for t in init]
         plain = [torch.nn.Parameter(t.clone()) for t in init]
         opt, plain_opt = cls(dparams, lr=3e-2, **hp), cls(plain, lr=3e-2, **hp)
         worst = 0.0
         for _ in range(STEPS):
-            parts = [[torch.randn(t.shape, generator=gen) for t in init] for _ in range(world)]  # same on all ranks
+            # the same on all ranks: rank r holds part r of the gradient sum
+            parts = [[torch.randn(t.shape, generator=gen).to(DEVICE) for t in init] for _ in range(world)]
             for p, q, i in zip(dparams, plain, range(len(init))):
                 p.grad = DTensor.from_local(parts[rank][i], mesh, [Partial()])
                 q.grad = sum(part[i] for part in parts)
