@@ -4,7 +4,8 @@ Trains a small Llama through this repo's trainer (``python -m gpa_titan.train``)
 folder in C4's on-disk format, for each optimizer, learning rate of a shared grid, H (for
 GPA mapped to mu_x = mu**(1/H) by Table 4) and seed, all with the same schedule (linear
 warmup over 10% of the steps, cosine to 0) and budget. Then, for every (optimizer, H),
-the learning rate with the best mean final validation loss is compared with AdamW's:
+the learning rate with the best mean final validation loss is compared with AdamW's (when
+``--optimizers`` includes it; otherwise the table has no speedup columns):
 
     python scripts/bench_convergence.py --data ../shared/data/peps --out runs/peps
     python scripts/bench_convergence.py --data DIR --device cuda --flavor 160M --vocab-size 32000 ...
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             f"data {os.path.basename(a.data.rstrip('/'))}, {a.device}")
     all_settings = [dict(optimizer=s.optimizer, inner_steps=s.inner_steps, lr=s.lr, finals=s.finals)
                     for s in settings.values()]
-    table = write_report(a.out, best, info, extra={"setup": vars(a), "all_settings": all_settings})
+    baseline = "AdamW" if "AdamW" in a.optimizers else None  # without it: no speedup columns
+    table = write_report(a.out, best, info, baseline=baseline, extra={"setup": vars(a), "all_settings": all_settings})
     print(info)
     print(table)
     return 0

@@ -1,60 +1,144 @@
 """Paper-style table and validation-loss plot from the logs of any set of runs.
 
     python scripts/plot_runs.py outputs/llama_160m_* --out figures/llama_160m
-    python scripts/plot_runs.py outputs/sweeps/mu_sweep/* --out figures/mu_sweep --baseline AdamW
+    python scripts/plot_runs.py outputs/sweeps/h_sweep --out figures/h_sweep --baseline none
 
-Each argument is a run's dump folder (its ``run_info.json`` says the optimizer, H or mu_x,
-lr and seed; its TensorBoard files, or W&B offline files, hold the validation losses).
-Runs that differ only in the seed are averaged; for every (optimizer, H) the learning
-rate with the best mean final validation loss is kept (as in the paper's tuning), and
-the steps to reach the baseline's final validation loss give the speedup. Writes
-``results.md``, ``results.json`` and ``validation_loss.png`` to ``--out`` and prints the table.
+Each argument is a run's dump folder (the configs' ``outputs/<config name>``, Slurm's
+``outputs/<job name>-<job id>``) or a sweep folder of ``scripts/sweep.py``
+(``outputs/sweeps/<name>``, whose run folders are taken); its ``run_info.json`` holds the
+resolved config, its TensorBoard (or W&B offline) files the validation losses.
+
+Runs are seeds of one setting when their resolved configs agree on everything but the
+seed, the optimizer keys their optimizer does not use and the keys that do not change the
+math (listed in ``gpa_titan/analysis/grouping.py``; ``--ignore-key`` adds more). How the
+runs were grouped is printed first. Seeds of different length are refused, not averaged.
+For every (optimizer, H) and everything else that differs, the learning rate with the best
+mean final validation loss is kept (as in the paper's tuning). With a baseline optimizer
+(``--baseline NAME``; by default AdamW when the runs include it, ``--baseline none`` for
+none), the table adds the steps to reach the baseline's final validation loss and the
+speedup; without one it has no such columns and says so. Writes ``results.md``,
+``results.json`` and ``validation_loss.png`` to ``--out`` and prints the table last.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from gpa_titan.analysis.grouping import Group, Run, RunGroupingError, describe_grouping, flatten, group_runs, show
 from gpa_titan.analysis.logs import VAL_LOSS, read_curve, run_config
 from gpa_titan.analysis.report import write_report
-from gpa_titan.analysis.speedup import Setting, best_by_final_loss
+from gpa_titan.analysis.speedup import LR_KEY, Setting, all_but_lr, best_by_final_loss, distinguishing_keys
 from gpa_titan.optim.table4 import effective_inner_steps
+from gpa_titan.titan.optimizer_registry import EXTRA_FIELDS
+
+DEFAULT_BASELINE = "AdamW"
 
 
-def describe(run_dir: str) -> tuple[str, int | None, float]:
-    """(optimizer, effective H, lr) of a run, from its run_info.json."""
-    try:
-        opt = run_config(run_dir)["optimizer"]
-    except FileNotFoundError as e:
-        raise SystemExit(str(e)) from None
-    name, h = opt["name"], None
+def unused_optimizer_keys(config: dict) -> list[str]:
+    """The ``[optimizer]`` keys that belong to another optimizer than the run's (they do not
+    change its math; the trainer warns that they are ignored)."""
+    name = config.get("optimizer.name")
+    return [f"optimizer.{key}" for key, owner in EXTRA_FIELDS.items() if owner.name != name]
+
+
+def effective_h(config: dict) -> int | None:
+    """DiLoCo's H, or for GPA the H of Table 4 (mu = 0.9) that its mu_x corresponds to."""
+    name = config.get("optimizer.name")
     if name == "DiLoCo-AdamW":
-        h = int(opt["inner_steps"])
-    elif name == "GPA-AdamW" and opt["mu_x"] > 0:  # effective H of Table 4 (mu = 0.9)
-        h = round(effective_inner_steps(opt["mu_x"]))
-    return name, h, float(opt["lr"])
+        return int(config["optimizer.inner_steps"])
+    if name == "GPA-AdamW" and config["optimizer.mu_x"] > 0:
+        return round(effective_inner_steps(config["optimizer.mu_x"]))
+    return None
+
+
+def run_folders(paths: list[str]) -> list[str]:
+    """The run folders among ``paths``: a sweep folder (with ``runs.tsv``) stands for its runs;
+    files (a sweep's ``runs.tsv`` caught by a glob) are skipped with a note."""
+    out = []
+    for path in paths:
+        if os.path.isfile(os.path.join(path, "runs.tsv")):
+            out += sorted(os.path.join(path, name) for name in os.listdir(path)
+                          if os.path.isdir(os.path.join(path, name)))
+        elif os.path.isdir(path):
+            out.append(path)
+        elif os.path.exists(path):
+            print(f"skipping {path}: not a run folder", file=sys.stderr)
+        else:
+            raise SystemExit(f"error: {path} does not exist")
+    return out
+
+
+def load_runs(paths: list[str]) -> list[Run]:
+    runs = []
+    for path in run_folders(paths):
+        try:
+            config = flatten(run_config(path))
+        except FileNotFoundError as e:
+            raise SystemExit(f"error: {e}") from None
+        curve = read_curve(path, VAL_LOSS)
+        if not curve:
+            print(f"skipping {path}: no validation loss in its TensorBoard or W&B files", file=sys.stderr)
+            continue
+        runs.append(Run(path, config, curve))
+    return runs
+
+
+def to_setting(group: Group) -> Setting:
+    config = group.runs[0].config
+    return Setting(config["optimizer.name"], effective_h(config), float(config[LR_KEY]),
+                   [r.curve for r in group.runs], config=group.setting, runs=[r.path for r in group.runs])
+
+
+def choose_baseline(requested: str | None, settings: list[Setting]) -> tuple[str | None, str]:
+    """(the baseline optimizer or None, a sentence saying which and why)."""
+    present = sorted({s.optimizer for s in settings})
+    if requested is not None and requested.lower() == "none":
+        return None, "No baseline (--baseline none)."
+    if requested is None:
+        if DEFAULT_BASELINE in present:
+            return DEFAULT_BASELINE, f"Using {DEFAULT_BASELINE} as the baseline (the default; --baseline NAME or none)."
+        return None, (f"No baseline: no {DEFAULT_BASELINE} runs among these (optimizers: {', '.join(present)}); "
+                      "give --baseline NAME to compare against one of them.")
+    if requested not in present:
+        raise SystemExit(f"error: --baseline {requested}: no runs of {requested} among these; their optimizers are "
+                         f"{', '.join(present)} (or use --baseline none)")
+    return requested, f"Using {requested} as the baseline (--baseline)."
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="dump folders of runs")
+    ap.add_argument("runs", nargs="+", help="dump folders of runs, or sweep folders")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--baseline", default="AdamW", help="optimizer whose final loss is the target")
+    ap.add_argument("--baseline", default=None,
+                    help=f"optimizer whose final loss is the target (default: {DEFAULT_BASELINE} if present; "
+                         "'none': no speedup columns)")
+    ap.add_argument("--ignore-key", action="append", default=[], metavar="SECTION.KEY",
+                    help="also treat this config key (fnmatch pattern) as not changing the math, e.g. a data path "
+                         "that differs between machines (repeatable)")
     ap.add_argument("--title", default="validation loss")
     a = ap.parse_args(argv)
 
-    settings: dict[tuple, Setting] = {}
-    for run in a.runs:
-        curve = read_curve(run, VAL_LOSS)
-        if not curve:
-            print(f"skipping {run}: no validation loss in its TensorBoard or W&B files", file=sys.stderr)
-            continue
-        name, h, lr = describe(run)
-        settings.setdefault((name, h, lr), Setting(name, h, lr)).curves.append(curve)
-    if not settings:
-        raise SystemExit("no runs with validation losses")
-    print(write_report(a.out, best_by_final_loss(list(settings.values())), a.title, baseline=a.baseline))
+    runs = load_runs(a.runs)
+    if not runs:
+        raise SystemExit("error: no runs with validation losses")
+    try:
+        groups = group_runs(runs, unused=unused_optimizer_keys, ignore=a.ignore_key)
+    except RunGroupingError as e:
+        raise SystemExit(f"error: {e}") from None
+    print(describe_grouping(groups, a.ignore_key))
+    settings = [to_setting(g) for g in groups]
+    best = best_by_final_loss(settings, key=all_but_lr)
+    print("The best lr is chosen per (optimizer, H) and every other key that differs (only optimizer.lr is tuned):")
+    extra = distinguishing_keys(list(best.values()))
+    for chosen in best.values():
+        rivals = sorted(s.lr for s in settings if all_but_lr(s) == all_but_lr(chosen))
+        label = chosen.label + "".join(f", {k}={show(chosen.config[k])}" for k in extra if k in chosen.config)
+        print(f"  {label}: lr {show(chosen.lr)} (of {', '.join(show(lr) for lr in rivals)})")
+    baseline, why = choose_baseline(a.baseline, settings)
+    print(why)
+    print(write_report(a.out, best, a.title, baseline=baseline))
     return 0
 
 

@@ -12,6 +12,11 @@ header, then one line per run: its name and its command-line overrides) and subm
 
 so that array task i trains line i into ``outputs/sweeps/<name>/<run name>``.
 ``--dry-run`` prints the runs and the sbatch command instead of submitting.
+
+A sweep folder whose ``runs.tsv`` was submitted is never overwritten (its pending array
+tasks read that file when they start, and its runs' dump folders would be resumed): use a
+new ``--name``, remove the folder, or pass ``--force``. A dry run's ``runs.tsv`` is marked
+as such (``DRY_RUN``) and may be replaced by the next dry run or the submission.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=0, help="at most this many runs at once (0: no limit)")
     ap.add_argument("--out", default="outputs/sweeps", help="parent folder of the sweep folder")
     ap.add_argument("--dry-run", action="store_true", help="print what would be submitted; submit nothing")
+    ap.add_argument("--force", action="store_true", help="overwrite the runs.tsv of an earlier sweep of this name")
     args = ap.parse_args(argv)
 
     if not os.path.isfile(args.config):
@@ -99,8 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     runs = build_runs(optimizer, grid)
 
     folder = os.path.join(args.out, args.name)
-    os.makedirs(folder, exist_ok=True)
     runs_file = os.path.join(folder, "runs.tsv")
+    dry_marker = os.path.join(folder, "DRY_RUN")
+    if os.path.exists(runs_file) and not os.path.exists(dry_marker) and not args.force:
+        raise SystemExit(
+            f"error: {runs_file} already exists: sweep {args.name!r} was submitted before, and overwriting its "
+            f"runs.tsv would change what its pending tasks train. Choose a new --name, remove {folder} "
+            "(its runs' outputs too), or pass --force to overwrite it (runs of the same name then resume "
+            "from their checkpoints)."
+        )
+    os.makedirs(folder, exist_ok=True)
     with open(runs_file, "w") as f:
         f.write("name\toverrides\n")
         for name, overrides in runs:
@@ -112,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, overrides) in enumerate(runs):
         print(f"  [{i}] {name}: {' '.join(overrides)}")
     print(("would submit: " if args.dry_run else "submitting: ") + shlex.join(cmd))
-    if not args.dry_run:
+    if args.dry_run:
+        with open(dry_marker, "w") as f:
+            f.write("runs.tsv was written by a dry run (nothing submitted); the next run of the sweep may replace it\n")
+    else:
+        if os.path.exists(dry_marker):
+            os.remove(dry_marker)
         subprocess.run(cmd, check=True)
     return 0
 

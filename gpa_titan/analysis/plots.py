@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import statistics
 import textwrap
+from typing import Any
 
-from .speedup import Setting, mean_curve
+from .speedup import Setting, distinguishing_keys, mean_curve
 
 
-def plot_curves(best: dict[tuple[str, int | None], Setting], path: str, title: str) -> None:
-    """Validation loss against steps, one curve per optimizer (mean over seeds, ±1 std band)."""
+def plot_curves(best: dict[Any, Setting], path: str, title: str) -> None:
+    """Validation loss against steps, one curve per setting (mean over seeds, ±1 std band),
+    labelled by optimizer, H, lr and any other key that tells settings of one optimizer apart."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,11 +20,13 @@ def plot_curves(best: dict[tuple[str, int | None], Setting], path: str, title: s
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     lowest = math.inf
-    for (_, _), s in sorted(best.items(), key=lambda kv: kv[1].label):
+    extra = distinguishing_keys(list(best.values()))
+    for s in sorted(best.values(), key=lambda s: (s.label, [str(s.config.get(k)) for k in extra], s.lr)):
         mean = mean_curve(s.curves)
         steps = sorted(mean)
         ys = [mean[k] for k in steps]
-        line = ax.plot(steps, ys, label=f"{s.label}, lr {s.lr:g}")[0]
+        label = s.label + "".join(f", {k.split('.')[-1]} {s.config.get(k)}" for k in extra) + f", lr {s.lr:g}"
+        line = ax.plot(steps, ys, label=label)[0]
         if len(s.curves) > 1:
             std = [statistics.stdev(c[k] for c in s.curves) for k in steps]
             ax.fill_between(steps, [y - d for y, d in zip(ys, std)], [y + d for y, d in zip(ys, std)],

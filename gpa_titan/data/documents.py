@@ -6,7 +6,10 @@ directory. With at least as many files as readers, each reader owns whole files
 (file ``k`` belongs to reader ``k % readers``); with fewer files, every reader scans all
 files and keeps every ``readers``-th document. Either way the split is a pure function
 of (files, rank, world size, workers), and the position (epoch, file, line) is saved
-so a resume continues at the next document.
+so a resume continues at the next document. A shard that cannot be read (not gzip,
+truncated, corrupt, a line that is not a JSON object with a ``text`` string) raises
+``DataConfigError`` naming the file, the line (and uncompressed byte offset) and the fix,
+when the reader reaches it.
 
 ``HFStreamingDocuments`` streams ``allenai/c4`` (config ``en``) from the Hugging Face
 hub with ``datasets`` and uses its own resumable state.
@@ -18,6 +21,7 @@ import glob
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +50,91 @@ def find_shards(root: str, split: str, key: str = "[training] dataset_path") -> 
     return files
 
 
+FIX_SHARD = "Re-download this shard, or remove it from its folder to train without it."
+FIX_FORMAT = (
+    "C4 shards are gzip'd JSON lines, one object with a \"text\" string per line: check the file's "
+    "format (or how it was written), re-download it, or remove it from its folder."
+)
+
+
+def _shard_lines(path: str) -> Iterator[tuple[int, bytes, int]]:
+    """(0-based line number, raw line, uncompressed byte offset of its start) of a gzip'd
+    shard; a missing, unreadable, non-gzip, corrupt or truncated file raises
+    ``DataConfigError`` naming the file, where reading stopped, and the fix."""
+    try:
+        f = gzip.open(path, "rb")
+    except OSError as e:
+        raise DataConfigError(
+            f"{path}: cannot be opened ({e.strerror or e}). The list of shards was taken at start-up: "
+            "restore the file, or restart the run so that the list is taken again."
+        ) from e
+    if os.path.getsize(path) == 0:
+        f.close()
+        raise DataConfigError(
+            f"{path}: line 1 (byte 0): the file is empty (0 bytes; an interrupted download?). " + FIX_SHARD
+        )
+    line_no, offset = 0, 0
+    with f:
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except gzip.BadGzipFile as e:
+                with open(path, "rb") as head:
+                    start = head.read(8)
+                if not start.startswith(b"\x1f\x8b"):
+                    raise DataConfigError(
+                        f"{path}: line 1 (byte 0): not a gzip file (it starts with {start!r}). " + FIX_FORMAT
+                    ) from e
+                raise DataConfigError(
+                    f"{path}: corrupt gzip data after line {line_no} (uncompressed byte offset {offset}): {e}. "
+                    + FIX_SHARD
+                ) from e
+            except EOFError as e:
+                raise DataConfigError(
+                    f"{path}: the file is truncated: its gzip data ends after line {line_no} (uncompressed byte "
+                    f"offset {offset}), in the middle of the stream (an interrupted download or copy?). " + FIX_SHARD
+                ) from e
+            except (OSError, zlib.error) as e:
+                raise DataConfigError(
+                    f"{path}: corrupt gzip data after line {line_no} (uncompressed byte offset {offset}): {e}. "
+                    + FIX_SHARD
+                ) from e
+            yield line_no, raw, offset
+            line_no, offset = line_no + 1, offset + len(raw)
+
+
+def _json_type(value) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return names.get(type(value), "null")
+
+
+def _document_text(path: str, line: int, offset: int, raw: bytes) -> str:
+    """The ``text`` of the JSON object on ``line`` (1-based) of ``path``, or a
+    ``DataConfigError`` naming the file, line and byte offset, what is wrong, and the fix."""
+    where = f"{path}: line {line} (uncompressed byte offset {offset})"
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataConfigError(f"{where}: not UTF-8 text ({e.reason} at byte {offset + e.start}). " + FIX_FORMAT) from e
+    except json.JSONDecodeError as e:
+        shown = raw[:60].decode("utf-8", "replace").rstrip("\n")
+        raise DataConfigError(
+            f"{where}: not a JSON object ({e.msg.removesuffix(' at')} at column {e.colno}; the line starts "
+            f"{shown!r}). " + FIX_FORMAT
+        ) from e
+    if not isinstance(doc, dict) or "text" not in doc:
+        found = f"keys {sorted(doc)[:8]}" if isinstance(doc, dict) else f"a JSON {_json_type(doc)}"
+        raise DataConfigError(f"{where}: no \"text\" field (found {found}). " + FIX_FORMAT)
+    if not isinstance(doc["text"], str):
+        raise DataConfigError(
+            f"{where}: \"text\" is a JSON {_json_type(doc['text'])}, not a string. " + FIX_FORMAT
+        )
+    return doc["text"]
+
+
 class LocalC4Documents:
     """Documents from local C4 shards for reader ``reader`` of ``readers`` (see module doc).
 
@@ -66,14 +155,16 @@ class LocalC4Documents:
         while True:
             files = self.files[self.reader :: self.readers] if self.by_file else self.files
             while self.file_pos < len(files):
-                with gzip.open(files[self.file_pos], "rt", encoding="utf-8") as f:
-                    for line_no, line in enumerate(f):
-                        if line_no < self.line:
-                            continue
-                        self.line, index = line_no + 1, self.seen
-                        self.seen += 1
-                        if self.by_file or index % self.readers == self.reader:
-                            yield json.loads(line)["text"]
+                for line_no, raw, offset in _shard_lines(files[self.file_pos]):
+                    if line_no < self.line:
+                        continue
+                    self.line = line_no + 1
+                    if not raw.strip():  # a blank line holds no document (every reader skips it)
+                        continue
+                    index = self.seen
+                    self.seen += 1
+                    if self.by_file or index % self.readers == self.reader:
+                        yield _document_text(files[self.file_pos], line_no + 1, offset, raw)
                 self.file_pos, self.line = self.file_pos + 1, 0
             if not self.infinite:
                 return

@@ -2,6 +2,7 @@
 srun, scontrol and sbatch commands (no Slurm needed)."""
 
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -194,3 +195,79 @@ def test_sweep_submits_an_array_that_train_sbatch_reads(slurm_env):
     srun_line = [line for line in log.read_text().splitlines() if line.startswith("srun")][0]
     assert srun_line.endswith("--optimizer.inner_steps 64 --optimizer.lr 0.001")
     assert f"--job.dump_folder {tmp / 'sweeps' / 'd' / 'H64_lr0.001'}" in srun_line
+
+
+def submissions(log) -> int:
+    return sum(line.startswith("sbatch ") for line in log.read_text().splitlines())
+
+
+def test_sweep_refuses_to_overwrite_a_submitted_sweep(slurm_env):
+    env, log, tmp = slurm_env
+    out = str(tmp / "sweeps")
+    base = ["--config", "configs/llama_160m_gpa.toml", "--name", "s", "--out", out]
+    runs = tmp / "sweeps" / "s" / "runs.tsv"
+    assert sweep(env, *base, "--lr", "1e-3", "--dry-run").returncode == 0
+    assert sweep(env, *base, "--lr", "1e-3,3e-3", "--dry-run").returncode == 0, "a dry run may be redone"
+    assert sweep(env, *base, "--lr", "1e-3,3e-3").returncode == 0, "and then submitted"
+    submitted = runs.read_text()
+    assert len(submitted.splitlines()) == 3 and submissions(log) == 1
+
+    for extra in ([], ["--dry-run"]):
+        again = sweep(env, *base, "--lr", "1e-2", *extra)
+        assert again.returncode != 0
+        assert f"error: {runs} already exists" in again.stderr
+        assert "new --name" in again.stderr and f"remove {tmp / 'sweeps' / 's'}" in again.stderr
+        assert "--force" in again.stderr and "Traceback" not in again.stderr
+        assert runs.read_text() == submitted, "the submitted sweep's runs.tsv is untouched"
+    assert submissions(log) == 1, "nothing more was submitted"
+
+    forced = sweep(env, *base, "--lr", "1e-2", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert runs.read_text().splitlines()[1:] == ["lr0.01\t--optimizer.lr 0.01"]
+    assert submissions(log) == 2
+
+
+FAKE_SBATCH_RUNS = r"""#!/bin/bash
+# submits "immediately": drops sbatch's own options and runs the script as job 778
+while [ "${1#--}" != "$1" ]; do shift; done
+SLURM_JOB_ID=778 exec bash "$@"
+"""
+
+
+@pytest.mark.parametrize("sweep_task", [False, True])
+def test_sbatch_after_a_crash_prints_the_command_that_resumes_it(slurm_env, sweep_task):
+    env, log, tmp = slurm_env
+    env.update(FAKE_SRUN_STATUS="3")
+    if sweep_task:  # array task 1 of a sweep: its dump folder comes from the sweep file
+        runs = tmp / "sweeps" / "s" / "runs.tsv"
+        runs.parent.mkdir(parents=True)
+        runs.write_text("name\toverrides\nlr0.001\t--optimizer.lr 0.001\nlr0.003\t--optimizer.lr 0.003\n")
+        env.update(SWEEP_FILE=str(runs), SLURM_ARRAY_TASK_ID="1")
+        env.pop("DUMP_FOLDER")
+        dump = tmp / "sweeps" / "s" / "lr0.003"
+    else:
+        dump = tmp / "dump"
+    proc = sbatch(env, "configs/llama_160m_gpa.toml", "--training.steps", "50")
+    assert proc.returncode == 3 and "requeue" not in log.read_text()
+    (hint,) = [line for line in proc.stderr.splitlines() if "training failed (exit 3)" in line]
+    assert f"resume from the latest checkpoint in {dump}" in hint
+    command = shlex.split(hint.split(f"resubmit from {REPO}: ", 1)[1])
+    assert "slurm/train.sbatch" in command and command[-3:] == ["configs/llama_160m_gpa.toml", "--training.steps", "50"]
+
+    # resubmit it as printed, from a fresh environment (no DUMP_FOLDER, no sweep variables)
+    fake = tmp / "bin" / "sbatch"
+    fake.write_text(FAKE_SBATCH_RUNS)
+    fresh = {k: v for k, v in env.items() if k not in ("DUMP_FOLDER", "SWEEP_FILE", "SLURM_ARRAY_TASK_ID")}
+    fresh.update(FAKE_SRUN_STATUS="0")
+    if sweep_task:  # what sbatch's --array and --export give the task
+        assert "--array=1" in command and f"--export=ALL,SWEEP_FILE={runs},DUMP_FOLDER={dump}" in command
+        fresh.update(SWEEP_FILE=str(runs), SLURM_ARRAY_TASK_ID="1")
+    else:
+        assert command[:2] == ["env", f"DUMP_FOLDER={dump}"]
+    again = subprocess.run(command, cwd=REPO, env=fresh, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    first, second = [line for line in log.read_text().splitlines() if line.startswith("srun")]
+    assert "--rdzv_id=777" in first and "--rdzv_id=778" in second, "a new job"
+    for line in (first, second):
+        assert f"--job.dump_folder {dump} " in line, "the same dump folder, so the new job resumes there"
+        assert line.endswith("--training.steps 50")

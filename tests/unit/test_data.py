@@ -3,6 +3,9 @@
 import gzip
 import json
 import os
+import random
+import re
+import string
 
 import pytest
 
@@ -96,3 +99,144 @@ def test_reads_real_c4_format_when_present():
     files = find_shards(os.path.join(REPO, "..", "shared", "data", "peps"), "validation")
     docs = list(LocalC4Documents(files, 0, 1, infinite=False))
     assert len(docs) > 10 and all(isinstance(d, str) and d for d in docs)
+
+
+# ---------------------------------------------------------------------- unreadable shards
+def read_all(path):
+    """Every document of one shard, as one reader; (documents read, the error or None)."""
+    docs = []
+    try:
+        for doc in LocalC4Documents([str(path)], 0, 1, infinite=False):
+            docs.append(doc)
+    except DataConfigError as e:
+        return docs, str(e)
+    return docs, None
+
+
+def write_lines(path, lines):
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"".join(lines))
+    return path
+
+
+def test_truncated_shard_names_file_line_and_fix(tmp_path):
+    rng = random.Random(0)
+    path = tmp_path / "c4-train.00000-of-00001.json.gz"
+    # incompressible text, so that the first half of the file holds many complete lines
+    lines = [json.dumps({"text": "".join(rng.choices(string.ascii_letters, k=200))}).encode() + b"\n"
+             for _ in range(2000)]
+    write_lines(path, lines)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    docs, error = read_all(path)
+    assert error is not None, "a truncated shard must not end quietly"
+    assert str(path) in error and "truncated" in error and "Re-download this shard" in error
+    line = int(re.search(r"ends after line (\d+) \(uncompressed byte offset (\d+)\)", error).group(1))
+    offset = int(re.search(r"byte offset (\d+)", error).group(1))
+    assert 0 < len(docs) <= line < 2000, (len(docs), line)
+    assert offset == sum(len(raw) for raw in lines[:line])
+    assert docs == [json.loads(raw)["text"] for raw in lines[: len(docs)]]
+
+
+def test_file_that_is_not_gzip_names_the_file(tmp_path):
+    path = tmp_path / "c4-train.00000-of-00001.json.gz"
+    path.write_text('{"text": "plain JSON lines, never compressed"}\n')
+    docs, error = read_all(path)
+    assert docs == [] and error is not None
+    assert error.startswith(f"{path}: line 1 (byte 0): not a gzip file (it starts with b'{{\"text\"")
+    assert "check the file's format" in error
+
+
+def test_empty_file_names_the_file(tmp_path):
+    path = tmp_path / "c4-train.00000-of-00001.json.gz"
+    path.write_bytes(b"")
+    docs, error = read_all(path)
+    assert docs == [] and error.startswith(f"{path}: line 1 (byte 0): the file is empty")
+
+
+def test_line_without_text_names_file_line_and_offset(tmp_path):
+    good = json.dumps({"text": "first"}).encode() + b"\n"
+    path = write_lines(tmp_path / "c4-train.00000-of-00001.json.gz",
+                       [good, good, json.dumps({"content": "x", "url": ""}).encode() + b"\n", good])
+    docs, error = read_all(path)
+    assert docs == ["first", "first"]
+    assert error.startswith(f"{path}: line 3 (uncompressed byte offset {2 * len(good)}): no \"text\" field")
+    assert "['content', 'url']" in error and "check the file's format" in error
+
+
+def test_line_that_is_not_json_names_file_line_and_offset(tmp_path):
+    good = json.dumps({"text": "a"}).encode() + b"\n"
+    path = write_lines(tmp_path / "c4-validation.00000-of-00001.json.gz", [good, b'{"text": "cut off\n', good])
+    docs, error = read_all(path)
+    assert docs == ["a"]
+    assert error.startswith(f"{path}: line 2 (uncompressed byte offset {len(good)}): not a JSON object")
+    assert "the line starts '{\"text\": \"cut off'" in error
+
+
+@pytest.mark.parametrize(
+    "line,found", [(b'["a list"]\n', "found a JSON array"), (b'{"text": null}\n', "is a JSON null")]
+)
+def test_line_of_the_wrong_shape_names_it(tmp_path, line, found):
+    path = write_lines(tmp_path / "c4-train.00000-of-00001.json.gz", [line])
+    _, error = read_all(path)
+    assert error.startswith(f"{path}: line 1 (uncompressed byte offset 0)") and found in error
+
+
+def test_corrupt_gzip_data_names_the_file(tmp_path):
+    path = write_lines(tmp_path / "c4-train.00000-of-00001.json.gz", [json.dumps({"text": "doc"}).encode() + b"\n"])
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF  # the CRC in the trailer
+    path.write_bytes(bytes(data))
+    _, error = read_all(path)
+    assert error is not None and error.startswith(f"{path}: corrupt gzip data after line")
+    assert "Re-download this shard" in error
+
+
+def test_blank_lines_are_skipped_by_every_reader(tmp_path):
+    path = write_lines(tmp_path / "c4-train.00000-of-00001.json.gz",
+                       [json.dumps({"text": str(i)}).encode() + b"\n" + (b"\n" if i % 3 == 0 else b"")
+                        for i in range(10)])
+    seen = [list(LocalC4Documents([str(path)], r, 2, infinite=False)) for r in range(2)]
+    assert sorted(seen[0] + seen[1], key=int) == [str(i) for i in range(10)]
+
+
+def test_line_that_is_not_utf8_names_file_line_and_offset(tmp_path):
+    good = json.dumps({"text": "a"}).encode() + b"\n"
+    path = write_lines(tmp_path / "c4-train.00000-of-00001.json.gz", [good, b'{"text": "caf\xe9"}\n'])
+    docs, error = read_all(path)
+    assert docs == ["a"]
+    assert error.startswith(f"{path}: line 2 (uncompressed byte offset {len(good)}): not UTF-8 text")
+    assert f"at byte {len(good) + 13}" in error
+
+
+def test_shard_removed_after_start_up_names_the_file(tmp_path):
+    write_shards(str(tmp_path), 2, 3)
+    files = find_shards(str(tmp_path), "train")
+    os.remove(files[1])
+    docs, error = [], None
+    try:
+        for doc in LocalC4Documents(files, 0, 1, infinite=False):
+            docs.append(doc)
+    except DataConfigError as e:
+        error = str(e)
+    assert len(docs) == 3 and error.startswith(f"{files[1]}: cannot be opened (No such file or directory)")
+
+
+def test_error_from_a_dataloader_worker_is_printed_as_its_own_message(tmp_path):
+    """With [training.dataloader] num_workers > 0 the error is re-raised from the worker with
+    its traceback in the message; the entry point's one-line form keeps only the message."""
+    from torch.utils.data import DataLoader
+
+    from gpa_titan.titan.main import one_line
+
+    path = write_lines(tmp_path / "c4-train.00000-of-00001.json.gz", [b'{"url": "x"}\n'])
+
+    def make(reader, readers):
+        return LocalC4Documents([str(path)], reader, readers, infinite=False)
+
+    loader = DataLoader(PackedTokenDataset(make, CharTokenizer(), seq_len=8, rank=0, world=1), num_workers=1)
+    with pytest.raises(DataConfigError) as e:
+        next(iter(loader))
+    assert "Traceback" in str(e.value), "torch puts the worker's traceback into the message"
+    assert one_line(e.value).startswith(f"{path}: line 1 (uncompressed byte offset 0): no \"text\" field")
+    assert "\n" not in one_line(e.value) and "Traceback" not in one_line(e.value)
