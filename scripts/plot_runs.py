@@ -31,16 +31,9 @@ from gpa_titan.analysis.logs import VAL_LOSS, read_curve, run_config
 from gpa_titan.analysis.report import write_report
 from gpa_titan.analysis.speedup import LR_KEY, Setting, all_but_lr, best_by_final_loss, distinguishing_keys
 from gpa_titan.optim.table4 import effective_inner_steps
-from gpa_titan.titan.optimizer_registry import EXTRA_FIELDS
+from gpa_titan.titan.optimizer_registry import unused_optimizer_keys
 
 DEFAULT_BASELINE = "AdamW"
-
-
-def unused_optimizer_keys(config: dict) -> list[str]:
-    """The ``[optimizer]`` keys that belong to another optimizer than the run's (they do not
-    change its math; the trainer warns that they are ignored)."""
-    name = config.get("optimizer.name")
-    return [f"optimizer.{key}" for key, owner in EXTRA_FIELDS.items() if owner.name != name]
 
 
 def effective_h(config: dict) -> int | None:

@@ -68,6 +68,11 @@ class Job:
     the LR schedule still spans [training] steps, and a rerun continues from there.
     -1: run to [training] steps. For time-limited allocations and smoke tests."""
 
+    allow_resume_changes: bool = False
+    """Continue the run in this dump folder (and its checkpoint) although settings that change
+    its math differ from the ones it was started with; every changed key is logged and
+    appended to run_info.json's history. Off: such a launch is refused with the list of keys."""
+
 
 @dataclass
 class JobConfig:
@@ -108,6 +113,21 @@ def validate_job_config(job_config) -> list[str]:
     """Raise ``ConfigError`` naming the TOML key when a setting of ours is out of range;
     log and return warnings about settings that have no effect."""
     warnings = validate_optimizer_config(job_config.optimizer)
+    steps = job_config.training.steps
+    if steps <= 0:
+        raise ConfigError(f"[training] steps = {steps}: a run needs at least one step; set a positive number")
+    opt = job_config.optimizer
+    if opt.name == "DiLoCo-AdamW" and opt.inner_steps > steps:
+        raise ConfigError(
+            f"[optimizer] inner_steps = {opt.inner_steps} is larger than [training] steps = {steps}: DiLoCo's outer "
+            "step would never run, and the evaluation weights (validated, checkpointed, exported) would stay the "
+            "initial ones. Lower inner_steps (the paper uses 8-128 over 12,208 steps) or raise steps."
+        )
+    if opt.name == "DiLoCo-AdamW" and steps % opt.inner_steps:
+        warnings.append(
+            f"[optimizer] inner_steps = {opt.inner_steps} does not divide [training] steps = {steps}: the last "
+            f"{steps % opt.inner_steps} inner steps are never folded into the outer (evaluation) weights"
+        )
     if job_config.job.stop_after_steps == 0 or job_config.job.stop_after_steps < -1:
         raise ConfigError(f"[job] stop_after_steps = {job_config.job.stop_after_steps} must be -1 or >= 1")
     if job_config.model.vocab_size != -1 and job_config.model.vocab_size < 1:

@@ -20,6 +20,7 @@ import traceback
 from .settings_check import SettingsError, check_settings
 
 EXIT_SETTINGS = 2  # like argparse's usage errors
+EXIT_DIVERGED = 3  # the divergence guard stopped the run (every rank sees the same values)
 
 
 def _free_port() -> int:
@@ -63,14 +64,15 @@ def _during_training(error: BaseException) -> bool:
                for frame in traceback.extract_tb(error.__traceback__))
 
 
-def fail(error: BaseException) -> None:
-    """Print ``error: <message>`` (rank 0, or this rank for an error met while training) and exit 2."""
+def fail(error: BaseException, code: int = EXIT_SETTINGS, every_rank_knows: bool = False) -> None:
+    """Print ``error: <message>`` (rank 0, or this rank for an error met while training that
+    only it may have seen) and exit with ``code``."""
     rank = os.environ.get("RANK", "0")
     if rank == "0":
         print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
-    elif _during_training(error):
+    elif _during_training(error) and not every_rank_knows:
         print(f"error: [rank {rank}] {one_line(error)}", file=sys.stderr, flush=True)
-    raise SystemExit(EXIT_SETTINGS)
+    raise SystemExit(code)
 
 
 def main() -> None:
@@ -85,9 +87,12 @@ def main() -> None:
     from torchtitan.train import main as torchtitan_main
 
     from . import spec  # noqa: F401  (registers the "gpa_llama3" TrainSpec)
+    from .monitor import DivergenceError
     from .trainer import GPATrainer
 
     try:
         torchtitan_main(GPATrainer)
     except short_errors() as e:
         fail(e)
+    except DivergenceError as e:
+        fail(e, EXIT_DIVERGED, every_rank_knows=True)

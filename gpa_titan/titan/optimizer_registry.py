@@ -102,6 +102,13 @@ def get_optimizer_spec(name: str) -> OptimizerSpec:
     return OPTIMIZERS[name]
 
 
+def unused_optimizer_keys(flat_config: dict[str, Any]) -> list[str]:
+    """The ``optimizer.*`` keys of a flattened config that belong to another optimizer than the
+    run's (they do not change its math; the trainer warns that they are ignored)."""
+    name = flat_config.get("optimizer.name")
+    return [f"optimizer.{key}" for key, owner in EXTRA_FIELDS.items() if owner.name != name]
+
+
 def toml_key(error: HyperparameterError) -> str:
     """The ``[optimizer]`` key of a rejected optimizer argument."""
     return TOML_KEYS.get(error.argument, error.argument)

@@ -1,4 +1,4 @@
-"""Makes every run's dump folder describe itself: resolved config, git revision, versions."""
+"""Makes every run's dump folder describe itself: resolved config, launches, git revision, versions."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from importlib import metadata
+from typing import Any
 
 from gpa_titan.paths import REPO_ROOT
 
@@ -39,12 +40,14 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def write_run_info(job_config, dump_folder: str) -> str:
-    """Write ``run_info.json`` (resolved config, git, versions, host, command) and
-    ``config.json`` (resolved config alone) into ``dump_folder``; return the first path."""
+def write_run_info(dump_folder: str, config: dict, differences: list[tuple[str, Any, Any]] = ()) -> str:
+    """Write ``run_info.json`` (the run's resolved config and its history of launches: time,
+    command, host, ranks, Slurm job, git revision, package versions, and any keys a launch
+    changed) and ``config.json`` (the resolved config alone) into ``dump_folder``; return the
+    first path. A launch is appended to the history, never written over it."""
     os.makedirs(dump_folder, exist_ok=True)
-    config = job_config.to_dict()
-    info = {
+    path = os.path.join(dump_folder, "run_info.json")
+    launch = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
         "host": socket.gethostname(),
@@ -52,11 +55,16 @@ def write_run_info(job_config, dump_folder: str) -> str:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "git": git_revision(REPO_ROOT),
         "versions": versions(),
-        "config": config,
+        "changed": [{"key": k, "from": a, "to": b} for k, a, b in differences],
     }
-    path = os.path.join(dump_folder, "run_info.json")
-    with open(path, "w") as f:
+    launches = []
+    if os.path.exists(path):
+        with open(path) as f:
+            launches = json.load(f).get("launches", [])
+    info = {"config": config, "launches": [*launches, launch]}
+    with open(path + ".tmp", "w") as f:
         json.dump(info, f, indent=2, default=str)
+    os.replace(path + ".tmp", path)  # a reader never sees half a file
     with open(os.path.join(dump_folder, "config.json"), "w") as f:
         json.dump(config, f, indent=2, default=str)
     return path

@@ -10,11 +10,12 @@ from torchtitan.protocols.model_converter import build_model_converters
 from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
-from .checkpoint import EvalWeightsCheckpointer
+from .checkpoint import EvalWeightsCheckpointer, check_checkpoint_folder, check_checkpoint_space
 from .cpu_compat import apply_cpu_compat
 from .job_config import validate_job_config
 from .monitor import TrainingMonitor, format_duration
 from .preemption import PreemptionSignal
+from .run_identity import DumpFolderLock, RunIdentityError, check_folder, run_config
 from .run_info import write_run_info
 from .wandb_offline import configure_wandb
 
@@ -39,11 +40,21 @@ class GPATrainer(Trainer):
     def __init__(self, job_config) -> None:
         validate_job_config(job_config)
         apply_cpu_compat()
+        dump = job_config.job.dump_folder
+        is_rank0 = int(os.environ.get("RANK", "0")) == 0
+        # one run per dump folder: checked before TorchTitan writes anything there
+        self._lock = DumpFolderLock(dump) if is_rank0 else None
+        self.run_config = run_config(job_config, int(os.environ.get("WORLD_SIZE", "1")))
+        folder_differences = check_folder(dump, self.run_config, job_config.job.allow_resume_changes)
+        if job_config.checkpoint.enable and is_rank0:
+            check_checkpoint_folder(os.path.join(dump, job_config.checkpoint.folder))
         configure_wandb(job_config)
         self._first_step: int | None = None
         self._start_time = time.perf_counter()
         super().__init__(job_config)
-        self.checkpointer = EvalWeightsCheckpointer(self.checkpointer, self.optimizers)
+        self.checkpointer = EvalWeightsCheckpointer(
+            self.checkpointer, self.optimizers, self.run_config, job_config.job.allow_resume_changes
+        )
         if job_config.model.converters:  # e.g. float8: scales must follow the weights a swap puts in place
             converters = build_model_converters(job_config, self.parallel_dims)
             self.optimizers.swap_hooks.append(lambda: converters.post_optimizer_hook(self.model_parts))
@@ -53,9 +64,13 @@ class GPATrainer(Trainer):
         self.monitor = TrainingMonitor(self.metrics_processor, job_config.training.steps)
         signame = os.environ.get("GPA_PREEMPT_SIGNAL", "SIGUSR1")
         self.preemption = PreemptionSignal(signame, self.metrics_processor.should_log)
-        if torch.distributed.get_rank() == 0:
-            path = write_run_info(job_config, job_config.job.dump_folder)
+        for key, old, new in folder_differences:
+            logger.warning(f"[job] allow_resume_changes: {key} changes from {old!r} to {new!r} in this launch")
+        if is_rank0:
+            path = write_run_info(dump, self.run_config, folder_differences)
             logger.info(f"Run description written to {path}")
+        if job_config.checkpoint.enable:
+            check_checkpoint_space(self.checkpointer, self.model_parts, self.optimizers)
 
     def should_continue_training(self) -> bool:
         stop_after = self.job_config.job.stop_after_steps
@@ -75,6 +90,25 @@ class GPATrainer(Trainer):
         return super().should_continue_training()
 
     def train(self) -> None:
+        cfg = self.job_config
+        latest = (self.checkpointer.complete_steps() or [0])[0] if cfg.checkpoint.enable else 0
+        folder = os.path.join(cfg.job.dump_folder, cfg.checkpoint.folder)
+        if latest > cfg.training.steps:
+            raise RunIdentityError(
+                f"{folder} holds step-{latest}, beyond [training] steps = {cfg.training.steps}: this launch "
+                "describes a shorter run than the one there. Use a new --job.dump_folder, or set --training.steps to "
+                f"at least {latest}."
+            )
+        if latest == cfg.training.steps:
+            done = [latest]
+            logger.info(
+                f"This run is complete: {folder} holds step-{done[0]} "
+                f"of [training] steps = {cfg.training.steps}; nothing to do. To train longer, start a new run from its "
+                f"final weights (a new --job.dump_folder with --checkpoint.initial_load_path <that step folder> "
+                "--checkpoint.initial_load_model_only), or continue this one from its latest full checkpoint with a "
+                "larger --training.steps and --job.allow_resume_changes (the schedule then changes)."
+            )
+            return
         super().train()
         finished = self.step == self.job_config.training.steps
         if finished and self.job_config.validation.enable and self.validator.last_step != self.step:

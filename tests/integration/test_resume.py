@@ -35,7 +35,9 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, demo_assets, optimi
     single = str(tmp_path / "one_rank")
     os.makedirs(os.path.join(single, "checkpoint"))
     shutil.copytree(os.path.join(resumed, "checkpoint", "step-20"), os.path.join(single, "checkpoint", "step-20"))
-    proc = run_trainer(1, tiny_args(single, demo_assets, 25, *extra))
+    # the same global batch of 8 sequences: 1 rank x 4 x 2 accumulation steps; 5 steps of the 40-step run
+    proc = run_trainer(1, tiny_args(single, demo_assets, 40, *extra, "--training.global_batch_size", "8",
+                                    "--job.stop_after_steps", "5"))
     assert "Training starts at step 21" in proc.stdout + proc.stderr
     one = scalars(single, TRAIN_LOSS)
     assert sorted(one) == list(range(21, 26))
@@ -60,5 +62,5 @@ def test_preemption_signal_checkpoints_and_the_rerun_resumes(tmp_path, demo_asse
     assert 5 <= step < 400
     assert os.path.exists(os.path.join(dump, "checkpoint", f"step-{step}", ".metadata"))
     os.remove(os.path.join(dump, "PREEMPTED"))  # what slurm/train.sbatch does before requeueing
-    proc = run_trainer(1, tiny_args(dump, demo_assets, step + 3, "--checkpoint.interval", "1000"))
+    proc = run_trainer(1, [*args, "--job.stop_after_steps", "3"])  # the same run, resumed for 3 steps
     assert f"Training starts at step {step + 1}" in proc.stdout + proc.stderr

@@ -1,0 +1,175 @@
+"""What makes a run the same run: one run per dump folder, and resumes that compute what the
+checkpoint's run computed.
+
+A run is identified by its resolved config with the effective global batch written in
+(``training.global_batch_size = -1`` depends on the number of ranks). Two configs describe
+the same computation when they agree on every key except those that do not change the math
+(``gpa_titan.analysis.grouping.IGNORED_KEYS``: logging, checkpoint interval, validation
+frequency, ``stop_after_steps``, compile, ...), the layout keys below, and the keys of
+optimizers the run does not use. The seed counts.
+
+- ``run_info.json`` in the dump folder records the run's config and every launch; a launch
+  whose config differs is refused (``RunIdentityError``) unless ``[job] allow_resume_changes``
+  is set, which logs every changed key and appends it to the run's history.
+- Every checkpoint folder gets ``gpa_titan_config.json``; a resume compares against it the
+  same way, and a checkpoint written by another optimizer gets its own message.
+- ``DumpFolderLock`` stops two concurrent runs from writing into one folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from typing import Any
+
+from torchtitan.tools.logging import logger
+
+from gpa_titan.analysis.grouping import SEED_KEY, flatten, is_ignored, show
+
+from .job_config import ConfigError
+from .optimizer_registry import unused_optimizer_keys
+
+CHECKPOINT_CONFIG = "gpa_titan_config.json"
+MODEL_ONLY = "gpa_titan_model_only"  # a key of CHECKPOINT_CONFIG: the final model-only export
+LOCK_FILE = ".gpa_titan.lock"
+# keys that may differ on resume beyond grouping's IGNORED_KEYS: how the same computation is laid out
+LAYOUT_KEYS = {
+    "parallelism.*": "how ranks split the same computation (the effective global batch is compared)",
+    "training.local_batch_size": "the micro-batch (the effective global batch is compared)",
+    "job.allow_resume_changes": "this override itself",
+    "checkpoint.initial_load_*": "only read when a run starts without checkpoints",
+}
+
+
+class RunIdentityError(ConfigError):
+    """A launch would mix two different runs (folder or checkpoint); the message says how to proceed."""
+
+
+def effective_global_batch(job_config, world_size: int) -> int:
+    """Sequences per optimizer step: ``global_batch_size``, or local batch x data-parallel ranks."""
+    training, par = job_config.training, job_config.parallelism
+    if training.global_batch_size > 0:
+        return training.global_batch_size
+    non_dp = max(1, par.tensor_parallel_degree) * max(1, par.pipeline_parallel_degree) * max(
+        1, par.context_parallel_degree
+    )
+    return training.local_batch_size * max(1, world_size // non_dp)
+
+
+def run_config(job_config, world_size: int) -> dict[str, Any]:
+    """The resolved config as recorded for this run (effective global batch written in)."""
+    config = job_config.to_dict()
+    config.setdefault("training", {})["global_batch_size"] = effective_global_batch(job_config, world_size)
+    return config
+
+
+def math_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) for every key that changes what the run computes."""
+    old_flat, new_flat = flatten(old), flatten(new)
+    unused = set(unused_optimizer_keys(old_flat)) & set(unused_optimizer_keys(new_flat))
+    out = []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if key in unused or (is_ignored(key, LAYOUT_KEYS) and key != SEED_KEY):
+            continue
+        a, b = old_flat.get(key, "<absent>"), new_flat.get(key, "<absent>")
+        if a != b:
+            out.append((key, a, b))
+    return out
+
+
+def describe_differences(differences: list[tuple[str, Any, Any]]) -> str:
+    return "; ".join(f"{key}: {show(a)} -> {show(b)}" for key, a, b in differences)
+
+
+def check_folder(dump_folder: str, config: dict[str, Any], allow_changes: bool) -> list[tuple[str, Any, Any]]:
+    """Refuse a dump folder that holds a different run; return the allowed differences."""
+    path = os.path.join(dump_folder, "run_info.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        previous = json.load(f).get("config", {})
+    differences = math_differences(previous, config)
+    if differences and not allow_changes:
+        raise RunIdentityError(
+            f"--job.dump_folder {dump_folder} holds another run: {describe_differences(differences)} "
+            f"(the run there, from {path}, -> this launch). Use a new --job.dump_folder for a new run, or, to "
+            "continue that run with these changes on purpose, add --job.allow_resume_changes (every changed key "
+            "is logged and recorded in run_info.json's history)."
+        )
+    return differences
+
+
+def check_checkpoint(checkpoint_dir: str, config: dict[str, Any], allow_changes: bool) -> list[tuple[str, Any, Any]]:
+    """Refuse to resume from a checkpoint written under different math; return the allowed differences."""
+    path = os.path.join(checkpoint_dir, CHECKPOINT_CONFIG)
+    if not os.path.exists(path):
+        logger.warning(f"{checkpoint_dir} has no record of the settings it was written under ({CHECKPOINT_CONFIG}): "
+                       "resuming without checking them")
+        return []
+    with open(path) as f:
+        written = json.load(f)
+    written.pop(MODEL_ONLY, None)
+    old_name = written.get("optimizer", {}).get("name")
+    new_name = config.get("optimizer", {}).get("name")
+    if old_name != new_name:
+        raise RunIdentityError(
+            f"the checkpoint {checkpoint_dir} was written by {old_name} and this run uses {new_name}: their "
+            f"optimizer states differ, so it cannot be resumed. To start {new_name} from its weights, use a new "
+            f"--job.dump_folder with --checkpoint.initial_load_path {checkpoint_dir} "
+            "--checkpoint.initial_load_model_only (a warm start: fresh optimizer state and schedule)."
+        )
+    differences = math_differences(written, config)
+    if differences and not allow_changes:
+        raise RunIdentityError(
+            f"the checkpoint {checkpoint_dir} was written under other settings: {describe_differences(differences)} "
+            "(checkpoint -> this launch); resuming would silently continue with a mix. Use a new "
+            "--job.dump_folder, or add --job.allow_resume_changes to continue with these changes on purpose "
+            "(each is logged and recorded in run_info.json's history)."
+        )
+    return differences
+
+
+def write_checkpoint_config(checkpoint_dir: str, config: dict[str, Any], model_only: bool = False) -> None:
+    """Record the run's config in a checkpoint folder (and whether it holds the model weights only)."""
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    with open(os.path.join(checkpoint_dir, CHECKPOINT_CONFIG), "w") as f:
+        json.dump({**config, MODEL_ONLY: model_only}, f, indent=2, default=str)
+
+
+def is_model_only(checkpoint_dir: str) -> bool:
+    path = os.path.join(checkpoint_dir, CHECKPOINT_CONFIG)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return bool(json.load(f).get(MODEL_ONLY, False))
+
+
+class DumpFolderLock:
+    """An exclusive ``flock`` on ``<dump_folder>/.gpa_titan.lock`` held for the process's life
+    (released by the OS when the process ends, also on ``kill -9``).
+
+    Args:
+        dump_folder (str): the run's dump folder (created if missing).
+    """
+
+    def __init__(self, dump_folder: str) -> None:
+        os.makedirs(dump_folder, exist_ok=True)
+        self.path = os.path.join(dump_folder, LOCK_FILE)
+        self._file = open(self.path, "a+")  # noqa: SIM115  (held open for the process's life)
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise RunIdentityError(
+                f"--job.dump_folder {dump_folder} is in use by another run ({holder}); two runs in one folder "
+                "would mix their checkpoints and logs. Wait for it to end, or use another --job.dump_folder."
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self._file.flush()
