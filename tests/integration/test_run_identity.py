@@ -103,3 +103,13 @@ def test_an_unwritable_checkpoint_folder_fails_at_start_up(tmp_path, demo_assets
     code, out = launch(tiny_args(dump, demo_assets, 5))
     assert code == 2 and "[checkpoint] folder" in out and "cannot be written" in out, out[-2000:]
     assert "step:  1" not in out
+
+
+def test_fewer_steps_than_the_checkpoint_holds_is_refused(gpa_run, tmp_path, demo_assets):
+    dump, _ = gpa_run
+    other = str(tmp_path / "copy")
+    os.makedirs(os.path.join(other, "checkpoint"))
+    os.symlink(os.path.join(dump, "checkpoint", "step-10"), os.path.join(other, "checkpoint", "step-10"))
+    code, out = launch(tiny_args(other, demo_assets, 5, "--optimizer.name", "GPA-AdamW"))
+    assert code == 2, out[-2000:]
+    assert "holds step-10, beyond [training] steps = 5" in out

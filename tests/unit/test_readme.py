@@ -33,3 +33,19 @@ def test_documented_optimizer_defaults_are_the_signatures():
         assert set(documented) == set(actual), cls.__name__
         for name, value in actual.items():
             assert eval(documented[name]) == value, f"{cls.__name__} {name}: README {documented[name]} != {value!r}"
+
+
+def test_reliability_table_names_real_tests_and_counts_its_rows():
+    text = open(os.path.join(REPO, "README.md")).read()
+    section = text[text.index("## Reliability"):text.index("## Layout")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| bad input")]
+    assert f"{len(rows)} cases" in section, "update the count of cases in the README's Reliability section"
+    for row in rows:
+        cell = row.rstrip(" |").rsplit(" | ", 1)[1]
+        refs = re.findall(r"`(tests/[\w/]+\.py)?::(\w+)`", cell)
+        assert refs, f"a case without a test: {row[:80]}"
+        path = None
+        for file, name in refs:
+            path = file or path
+            source = open(os.path.join(REPO, path)).read()
+            assert re.search(rf"^def {name}\(", source, re.M), f"{path}::{name} does not exist"
