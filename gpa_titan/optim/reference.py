@@ -43,6 +43,12 @@ class ReferenceGPAAdamW:
     def y(self) -> list[torch.Tensor]:
         return [self.mu_y * x + (1 - self.mu_y) * z for x, z in zip(self.x, self.z)]
 
+    def training_weights(self) -> list[torch.Tensor]:  # where gradients are taken
+        return self.y()
+
+    def evaluation_weights(self) -> list[torch.Tensor]:
+        return self.x
+
     def step(self, grads: list[torch.Tensor], lr: float) -> None:
         """One step, given the gradients evaluated at ``self.y()``."""
         self.t += 1
@@ -73,6 +79,12 @@ class ReferenceDiLoCoAdamW:
         self.betas, self.eps, self.wd = betas, eps, weight_decay
         self.H, self.outer_lr, self.mu = inner_steps, outer_lr, outer_momentum
         self.t = 0
+
+    def training_weights(self) -> list[torch.Tensor]:  # where gradients are taken
+        return self.inner
+
+    def evaluation_weights(self) -> list[torch.Tensor]:
+        return self.outer
 
     def step(self, grads: list[torch.Tensor], lr: float) -> None:
         """One inner AdamW step at the inner weights; the outer step after every H."""
@@ -107,6 +119,12 @@ class ReferenceScheduleFreeAdamW:
     def y(self) -> list[torch.Tensor]:
         b1 = self.betas[0]
         return [b1 * x + (1 - b1) * z for x, z in zip(self.x, self.z)]
+
+    def training_weights(self) -> list[torch.Tensor]:  # where gradients are taken
+        return self.y()
+
+    def evaluation_weights(self) -> list[torch.Tensor]:
+        return self.x
 
     def step(self, grads: list[torch.Tensor], lr: float) -> None:
         self.t += 1

@@ -19,6 +19,13 @@ def launch(args):
     return proc.returncode, proc.stderr + proc.stdout
 
 
+def checkpoint_copy(dump: str, other: str) -> str:
+    """A new dump folder whose checkpoint folder links to ``dump``'s step-10 checkpoint."""
+    os.makedirs(os.path.join(other, "checkpoint"))
+    os.symlink(os.path.join(dump, "checkpoint", "step-10"), os.path.join(other, "checkpoint", "step-10"))
+    return other
+
+
 @pytest.fixture
 def gpa_run(tmp_path, demo_assets):
     """A GPA run stopped at step 10 with a checkpoint there."""
@@ -57,10 +64,7 @@ def test_settings_that_do_not_change_the_math_may_differ(gpa_run):
 
 
 def test_checkpoint_of_another_optimizer_says_how_to_warm_start(gpa_run, tmp_path, demo_assets):
-    dump, _ = gpa_run
-    other = str(tmp_path / "adamw")
-    os.makedirs(os.path.join(other, "checkpoint"))
-    os.symlink(os.path.join(dump, "checkpoint", "step-10"), os.path.join(other, "checkpoint", "step-10"))
+    other = checkpoint_copy(gpa_run[0], str(tmp_path / "adamw"))
     code, out = launch(tiny_args(other, demo_assets, 20, "--optimizer.name", "AdamW"))
     assert code == 2, out[-2000:]
     assert "was written by GPA-AdamW and this run uses AdamW" in out
@@ -106,10 +110,7 @@ def test_an_unwritable_checkpoint_folder_fails_at_start_up(tmp_path, demo_assets
 
 
 def test_fewer_steps_than_the_checkpoint_holds_is_refused(gpa_run, tmp_path, demo_assets):
-    dump, _ = gpa_run
-    other = str(tmp_path / "copy")
-    os.makedirs(os.path.join(other, "checkpoint"))
-    os.symlink(os.path.join(dump, "checkpoint", "step-10"), os.path.join(other, "checkpoint", "step-10"))
+    other = checkpoint_copy(gpa_run[0], str(tmp_path / "copy"))
     code, out = launch(tiny_args(other, demo_assets, 5, "--optimizer.name", "GPA-AdamW"))
     assert code == 2, out[-2000:]
     assert "holds step-10, beyond [training] steps = 5" in out

@@ -15,13 +15,16 @@ def max_diff(a, b):
     return max((x.to(torch.float64) - y).abs().max().item() for x, y in zip(a, b))
 
 
-def run_against_reference(opt_cls, ref_cls, problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float64, **hp):
+def run_against_reference(opt_cls, ref_cls, problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float64,
+                          eval_at=(10, 9), **hp):
     """Step a fast optimizer and its reference side by side (gradients at each one's own
-    y) under warmup+cosine; return the worst |y - y_ref| and, via eval(), |x - x_ref|."""
+    training weights) under warmup+cosine; return the worst difference of the training
+    weights and, through eval() and back at steps t % eval_at[0] == eval_at[1], of the
+    evaluation weights."""
     params = [torch.nn.Parameter(p.clone().to(dtype)) for p in problem.init]
     opt = opt_cls(params, lr=peak_lr, implementation=impl, **hp)
     ref = ref_cls(problem.init, **hp)
-    worst_y = worst_x = 0.0
+    worst_train = worst_eval = 0.0
     for t in range(steps):
         lr = warmup_cosine(t, steps, peak_lr)
         for group in opt.param_groups:
@@ -29,13 +32,13 @@ def run_against_reference(opt_cls, ref_cls, problem, impl, steps=STEPS, peak_lr=
         for p, g in zip(params, problem.grads([p.detach() for p in params], t)):
             p.grad = g
         opt.step()
-        ref.step(problem.grads(ref.y(), t), lr)
-        worst_y = max(worst_y, max_diff([p.detach() for p in params], ref.y()))
-        if t % 10 == 9:  # the averaged iterate, through eval() and back
+        ref.step(problem.grads(ref.training_weights(), t), lr)
+        worst_train = max(worst_train, max_diff([p.detach() for p in params], ref.training_weights()))
+        if t % eval_at[0] == eval_at[1]:
             opt.eval()
-            worst_x = max(worst_x, max_diff([p.detach() for p in params], ref.x))
+            worst_eval = max(worst_eval, max_diff([p.detach() for p in params], ref.evaluation_weights()))
             opt.train()
-    return worst_y, worst_x
+    return worst_train, worst_eval
 
 
 def run_gpa(problem, impl, **kw):
@@ -86,25 +89,9 @@ def test_gpa_reference_check_can_fail(problem):
     assert max_diff([p.detach() for p in params], ref.y()) > 1e-4
 
 
-def run_diloco(problem, impl, steps=STEPS, peak_lr=1e-2, dtype=torch.float32, **hp):
-    params = [torch.nn.Parameter(p.clone().to(dtype)) for p in problem.init]
-    opt = DiLoCoAdamW(params, lr=peak_lr, implementation=impl, **hp)
-    ref = ReferenceDiLoCoAdamW(problem.init, **hp)
-    worst_inner = worst_outer = 0.0
-    for t in range(steps):
-        lr = warmup_cosine(t, steps, peak_lr)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for p, g in zip(params, problem.grads([p.detach() for p in params], t)):
-            p.grad = g
-        opt.step()
-        ref.step(problem.grads(ref.inner, t), lr)
-        worst_inner = max(worst_inner, max_diff([p.detach() for p in params], ref.inner))
-        if t % 7 == 3:
-            opt.eval()
-            worst_outer = max(worst_outer, max_diff([p.detach() for p in params], ref.outer))
-            opt.train()
-    return worst_inner, worst_outer
+def run_diloco(problem, impl, dtype=torch.float32, **hp):
+    # evaluation weights checked at t % 7 == 3: in the middle of DiLoCo's periods too
+    return run_against_reference(DiLoCoAdamW, ReferenceDiLoCoAdamW, problem, impl, dtype=dtype, eval_at=(7, 3), **hp)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
