@@ -144,8 +144,9 @@ def describe_settings(p: Point) -> str:
 
 
 def best(points: list[Point]) -> Point | None:
+    """The point with the lowest mean final loss; a diverged one only if all diverged (None: no points)."""
     finite = [p for p in points if math.isfinite(p.final_mean)]
-    return min(finite, key=lambda p: p.final_mean) if finite else None
+    return min(finite, key=lambda p: p.final_mean) if finite else (points[0] if points else None)
 
 
 def run_length(points: list[Point]) -> int:
@@ -252,8 +253,13 @@ def plot_table2(data: dict, path: str, title: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- Figure 1b
+def finite_best(points: list[Point]) -> Point | None:
+    b = best(points)
+    return b if b is not None and math.isfinite(b.final_mean) else None
+
+
 def baseline_point(points: list[Point], baseline: str) -> Point | None:
-    return best([p for p in points if p.optimizer == baseline])
+    return finite_best([p for p in points if p.optimizer == baseline])
 
 
 def figure1b(points: list[Point], baseline: str = "AdamW") -> tuple[str, dict]:
@@ -316,7 +322,7 @@ def plot_figure1b(data: dict, path: str, title: str) -> None:
 def best_per_method(points: list[Point]) -> dict[str, Point]:
     out = {}
     for method in sorted({p.optimizer for p in points}):
-        b = best([p for p in points if p.optimizer == method])
+        b = finite_best([p for p in points if p.optimizer == method])
         if b is not None:
             out[method] = b
     return out
