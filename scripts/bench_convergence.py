@@ -1,131 +1,378 @@
-"""Convergence benchmark: AdamW vs GPA-AdamW vs DiLoCo-AdamW vs ScheduleFree-AdamW.
+"""Convergence benchmark and tuning study: AdamW, GPA-AdamW, DiLoCo-AdamW, ScheduleFree-AdamW.
 
-Trains a small Llama through this repo's trainer (``python -m gpa_titan.train``) on any
-folder in C4's on-disk format, for each optimizer, learning rate of a shared grid, H (for
-GPA mapped to mu_x = mu**(1/H) by Table 4) and seed, all with the same schedule (linear
-warmup over 10% of the steps, cosine to 0) and budget. Then, for every (optimizer, H),
-the learning rate with the best mean final validation loss is compared with AdamW's (when
-``--optimizers`` includes it; otherwise the table has no speedup columns):
+Every run is this repo's trainer (``python -m gpa_titan.train``) on a folder in C4's on-disk
+format, with the paper's schedule (linear warmup over 10% of the steps, cosine to 0), one
+CPU thread per run, ``--jobs`` runs at a time; a run already finished in ``--out`` is not
+repeated, so an interrupted command continues where it stopped. The tokenizer is a byte-level
+BPE trained on the data's training split (nothing is downloaded). Three modes:
 
-    python scripts/bench_convergence.py --data ../shared/data/peps --out runs/peps
-    python scripts/bench_convergence.py --data DIR --device cuda --flavor 160M --vocab-size 32000 ...
+1. A tuning study (``--study SPEC.json``), in the shape of the paper's Appendix E: for each
+   optimizer its own phases (e.g. lr; then GPA's mu_y x window, DiLoCo's H, outer lr and
+   momentum, Schedule-Free's interpolation; then betas; then lr again), each phase keeping
+   the best so far, all chosen by the final validation loss on a *tuning split* carved from
+   the training documents (``gpa_titan/data/tuning_split.py``); then each chosen setting with
+   the spec's final seeds on the real data, reported on its validation split. Writes the
+   study's state after every phase (``<out>/study_state.json``), the tuned settings
+   (``--tuned``, default ``<report>/tuned.json``), and to ``--report``: ``study.md`` (every
+   phase, grid and run), the paper's Table 2, Figures 1b and 9 from the tuning runs, Figure 3
+   and the comparison table from the final runs (markdown and PNG); prints the table last.
 
-Writes ``results.md`` (the table), ``validation_loss.png`` (one curve per optimizer, mean
-over seeds with a ±1 std band), ``results.json`` and every run under ``runs/``; prints the
-table last. A run already finished in ``--out`` is not repeated. The tokenizer is a
-byte-level BPE trained on the data's training split (nothing is downloaded).
+       python scripts/bench_convergence.py --study docs/results/study_spec.json --data ../shared/data/peps \\
+           --out runs/study_peps --report docs/results/peps_study --tuned docs/results/tuned.json --jobs 2
+
+2. ``--confirm TUNED.json``: exactly the settings stored there (setup and per-optimizer
+   ``[optimizer]`` values) on any ``--data`` for ``--seeds``; writes ``confirm.md``,
+   ``figure3.md/png`` and ``confirm.json`` to ``--report`` (default ``<out>``) and prints the
+   comparison table last (optimizer, H, settings, final validation loss mean ± std, steps to
+   AdamW's final validation loss, speedup):
+
+       python scripts/bench_convergence.py --confirm docs/results/tuned.json --data ../shared/data/peps \\
+           --seeds 0,1,2 --out runs/confirm_peps --jobs 2
+
+3. Without either: a shared grid (``--lrs`` x ``--inner-steps`` x ``--seeds`` for every
+   optimizer), the best lr per (optimizer, H) by final validation loss, compared with AdamW's;
+   writes ``results.md``, ``results.json``, ``validation_loss.png``:
+
+       python scripts/bench_convergence.py --data ../shared/data/peps --out runs/peps --jobs 2
+
+H: DiLoCo's inner steps; for GPA Table 4's H (mu_x = 0.9^(1/H)). Outputs also give H relative
+to the run's length (the paper-equivalent H = H x 12,208 / steps, and the averaging window as
+a share of the run; ``gpa_titan/optim/table4.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import subprocess
+import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+from gpa_titan.analysis.figures import MAPPING_NOTE, Point, comparison_table, describe_point_h, write_figures
 from gpa_titan.analysis.logs import VAL_LOSS, read_tensorboard
 from gpa_titan.analysis.report import write_report
 from gpa_titan.analysis.speedup import Setting, best_by_final_loss
-from gpa_titan.data.demo import train_bpe_tokenizer
-from gpa_titan.data.documents import find_shards
+from gpa_titan.analysis.study import (
+    METHOD_KNOBS,
+    SETUP_DEFAULTS,
+    MethodOutcome,
+    RunRequest,
+    StudySpec,
+    StudySpecError,
+    StudyState,
+    confirm_plan,
+    drive,
+    method_study,
+    optimizer_fields,
+)
+from gpa_titan.data.documents import DataConfigError, find_shards
+from gpa_titan.data.tuning_split import carve_tuning_split
 from gpa_titan.optim.table4 import PAPER_MU
-from gpa_titan.paths import REPO_ROOT
+from gpa_titan.titan.bench import BenchError, Launcher, check_fields, ensure_tokenizer, launch, optimizer_cli, run_env
 from gpa_titan.titan.optimizer_registry import OPTIMIZER_NAMES, OPTIMIZERS, get_optimizer_spec
 from gpa_titan.titan.run_args import short_run_args
+
+TUNED_VERSION = 1
 
 
 def csv(cast):
     return lambda text: [cast(v) for v in text.split(",") if v]
 
 
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------------- helpers
+def check_data(data: str) -> str:
+    data = os.path.abspath(data)
+    try:
+        find_shards(data, "train", key="--data")
+        find_shards(data, "validation", key="--data")
+    except DataConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    return data
+
+
+def points_of(outcome_requests: list[tuple[RunRequest, dict]], launcher: Launcher) -> list[Point]:
+    """One ``Point`` per setting (seeds together) from finished requests (diverged runs count as inf)."""
+    by_setting: dict[str, Point] = {}
+    for request, fields in outcome_requests:
+        result = launcher.results[request.key]
+        key = f"{request.stage}/{request.method}/{json.dumps(request.knobs, sort_keys=True)}"
+        settings = {k: v for k, v in fields.items() if k != "name"}
+        point = by_setting.setdefault(key, Point(request.method, settings, launcher.setup["steps"], [], []))
+        point.curves.append({} if result.diverged else result.curve)
+        point.runs.append(launcher.dump(request))
+    return list(by_setting.values())
+
+
+def timing_line(launcher: Launcher, started: float) -> str:
+    results = list(launcher.results.values())
+    launched = [r for r in results if r.launched]
+    cpu = sum(r.cpu_s for r in results)
+    ratio = max((r.cpu_s / r.wall_s for r in results if r.wall_s > 0), default=0.0)
+    return (f"{len(results)} runs ({len(launched)} launched by this invocation, {time.time() - started:.0f} s wall); "
+            f"all runs together: {cpu / 60:.1f} CPU-minutes, {sum(r.wall_s for r in results) / 60:.1f} run-minutes; "
+            f"the busiest run used {ratio:.2f} CPU-seconds per second (1 thread per run)")
+
+
+def tokenizer_and_launcher(a, setup: dict, data_for_stage: dict[str, str]) -> Launcher:
+    os.makedirs(a.out, exist_ok=True)
+    tokenizer = ensure_tokenizer(a.data, a.out, setup["vocab_size"], setup["tokenizer_docs"])
+    return Launcher(a.out, data_for_stage, tokenizer, setup, device=a.device,
+                    threads_per_run=None if a.threads_per_run == 0 else a.threads_per_run, log=log)
+
+
+def setup_line(setup: dict, data: str) -> str:
+    s = setup
+    tokens = s["steps"] * s["batch"] * s["seq_len"]
+    return (f"{s['flavor']} Llama, {s['vocab_size']}-token BPE, {s['steps']:,} steps x {s['batch']} x {s['seq_len']} "
+            f"tokens = {tokens / 1e6:.2f}M tokens, warmup 10% then cosine to 0, weight decay {s['weight_decay']:g}, "
+            f"eps {s['eps']:g}, clipping 1.0, validation every {s['val_every']} steps on a fixed "
+            f"{s['val_batches'] * s['batch'] * s['seq_len']:,}-token set at the evaluation weights; data "
+            f"{os.path.basename(data.rstrip('/'))}")
+
+
+def final_table(outcomes: dict[str, MethodOutcome], launcher: Launcher, report: str, title: str) -> str:
+    pairs = [(r, optimizer_fields(r.method, r.knobs, launcher.setup)) for o in outcomes.values()
+             for r in o.final_requests]
+    points = points_of(pairs, launcher)
+    baseline = "AdamW" if any(p.optimizer == "AdamW" for p in points) else None
+    table, rows = comparison_table(points, baseline)
+    write_figures(report, points, title, which=("figure3",))
+    with open(os.path.join(report, "confirm.md"), "w") as f:
+        f.write(f"{title}\n\n{MAPPING_NOTE}\n\n{table}\n")
+    with open(os.path.join(report, "confirm.json"), "w") as f:
+        json.dump({"title": title, "baseline": baseline, "rows": rows}, f, indent=1, default=str)
+    return table
+
+
+# -------------------------------------------------------------------------------------- study
+def run_study(a) -> int:
+    try:
+        spec = StudySpec.load(a.study)
+    except (OSError, StudySpecError) as e:
+        raise SystemExit(f"error: --study: {e}") from None
+    if a.optimizers:
+        spec.methods = [m for m in spec.methods if m.name in a.optimizers]
+    for m in spec.methods:  # every value the spec can name is checked before anything runs
+        try:
+            check_fields(optimizer_fields(m.name, m.start, spec.setup))
+        except Exception as e:
+            raise SystemExit(f"error: --study: {m.name}'s start: {e}") from None
+    started = time.time()
+    report = a.report or os.path.join(a.out, "report")
+    tuned_path = a.tuned or os.path.join(report, "tuned.json")
+    os.makedirs(report, exist_ok=True)
+    split_dir = os.path.join(a.out, "tuning_data")
+    manifest = carve_tuning_split(a.data, split_dir, spec.tuning_fraction)
+    log(f"tuning split: {manifest['tuning_documents']} of {manifest['documents']} training documents carved into "
+        f"{split_dir} (its validation split; training on the other {manifest['train_documents']})")
+    launcher = tokenizer_and_launcher(a, spec.setup, {"tuning": split_dir, "final": a.data})
+    log(setup_line(spec.setup, a.data))
+    log(MAPPING_NOTE)
+    state = StudyState(os.path.join(a.out, "study_state.json"), spec)
+
+    def on_phase(record):
+        state.record(record)
+        c = record.chosen
+        log(f"{record.method} phase {record.name!r}: chose {', '.join(f'{k} {v:g}' for k, v in c.items())} "
+            f"(tuning loss {record.chosen_final:.4f}, best of {len(record.candidates)})")
+
+    order = sorted(spec.methods, key=lambda m: -_size(m))
+    plans = {m.name: method_study(m, spec.tuning_seed, spec.final_seeds, on_phase) for m in order}
+    try:
+        outcomes = drive(plans, launcher.execute, a.jobs)
+    except BenchError as e:
+        raise SystemExit(f"error: {e}") from None
+    outcomes = {m.name: outcomes[m.name] for m in spec.methods}
+    state.chosen = {name: o.chosen for name, o in outcomes.items()}
+    state.save()
+
+    # tuned settings
+    tuned = {"version": TUNED_VERSION, "study": spec.name, "spec": os.path.relpath(a.study),
+             "data": os.path.basename(a.data.rstrip("/")), "setup": spec.setup,
+             "selected_on": (f"final validation loss on the tuning split: {manifest['tuning_documents']} of the "
+                             f"{manifest['documents']} training documents (smallest sha256 of the text), seed "
+                             f"{spec.tuning_seed}"),
+             "final_seeds": spec.final_seeds, "h_mapping": MAPPING_NOTE, "methods": {}}
+    for name, o in outcomes.items():
+        fields = optimizer_fields(name, o.chosen, spec.setup)
+        last = o.phases[-1] if o.phases else None
+        point = Point(name, {k: v for k, v in fields.items() if k != "name"}, spec.setup["steps"], [{}])
+        tuned["methods"][name] = {"optimizer": fields, "knobs": o.chosen,
+                                  "tuning_loss": None if last is None else last.chosen_final,
+                                  "H": describe_point_h(point)}
+    with open(tuned_path, "w") as f:
+        json.dump(tuned, f, indent=1)
+
+    # the study's record and figures from the tuning runs
+    tuning_pairs = []
+    for o in outcomes.values():
+        for record in o.phases:
+            for c in record.candidates:
+                r = RunRequest.of(o.method, c["knobs"], spec.tuning_seed, "tuning")
+                tuning_pairs.append((r, optimizer_fields(r.method, r.knobs, spec.setup)))
+    unique = {r.key: (r, f) for r, f in tuning_pairs}
+    tuning_points = points_of(list(unique.values()), launcher)
+    title = f"{spec.name}: tuning runs (tuning split, seed {spec.tuning_seed})"
+    figures_md = write_figures(report, tuning_points, title, which=("table2", "figure1b", "figure9"), prefix="tuning_")
+    final_title = f"{spec.name}: tuned settings, seeds {spec.final_seeds}, validation split of {tuned['data']}"
+    table = final_table(outcomes, launcher, report, final_title)
+    timing = timing_line(launcher, started)
+    write_study_md(os.path.join(report, "study.md"), spec, a, manifest, outcomes, launcher, figures_md, table, timing,
+                   tuned_path)
+    log(timing)
+    log(f"tuned settings: {tuned_path}; report: {report}")
+    log(final_title)
+    log(table)
+    return 0
+
+
+def _size(method) -> int:
+    """A method's expected number of runs (the longest plan is queued first)."""
+    total = 0
+    for phase in method.phases:
+        n = 1
+        for values in phase.grid.values():
+            n *= len(values)
+        total += n
+    return total
+
+
+def write_study_md(path, spec, a, manifest, outcomes, launcher, figures_md, table, timing, tuned_path) -> None:
+    lines = [f"# Tuning study `{spec.name}`", "", spec.description, "",
+             f"Command: `python scripts/bench_convergence.py --study {os.path.relpath(a.study)} --data {a.data_arg} "
+             f"--out {a.out_arg} --report {a.report_arg} --tuned {os.path.relpath(tuned_path)} --jobs {a.jobs}`", "",
+             "## Setup", "", "- " + setup_line(spec.setup, a.data),
+             f"- Tuning split: {manifest['tuning_documents']} of the {manifest['documents']} training documents "
+             f"(the {spec.tuning_fraction:.0%} with the smallest SHA-256 of their text) are the tuning runs' "
+             f"validation set; they train on the other {manifest['train_documents']}. Every choice below is made on "
+             f"it, with seed {spec.tuning_seed}. The final runs train on all training documents and report on the "
+             "real validation split, which no choice has seen.",
+             f"- {MAPPING_NOTE}",
+             f"- Time: {timing}.", "",
+             "## Phases, grids and every run (tuning split, final validation loss)", "",
+             "Each phase sweeps its grid with the other hyperparameters at the best values so far (`start` before the "
+             "first phase) and keeps the best of its runs and the previous choice (marked *kept*). `x2` in a grid is "
+             "twice the value chosen so far. Grids were written in the spec before any run.", ""]
+    for m in spec.methods:
+        o = outcomes[m.name]
+        lines += [f"### {m.name}", "", "start: " + ", ".join(f"{k} {v:g}" for k, v in m.start.items()), ""]
+        for record in o.phases:
+            grid = "; ".join(f"{k} in {v}" for k, v in record.grid.items())
+            lines += [f"Phase *{record.name}* ({grid}):", "", "| run | tuning loss |", "|---|---:|"]
+            for c in sorted(record.candidates, key=lambda c: c["final"]):
+                mark = " (kept)" if c["incumbent"] else ""
+                chosen = " **chosen**" if c["knobs"] == record.chosen else ""
+                loss = "diverged" if c["diverged"] else f"{c['final']:.4f}"
+                lines.append(f"| {', '.join(f'{k} {v:g}' for k, v in c['knobs'].items())}{mark}{chosen} | {loss} |")
+            lines.append("")
+        lines += ["Chosen: " + ", ".join(f"{k} {v:g}" for k, v in o.chosen.items()), ""]
+    lines += ["## Final comparison (real validation split)", "", table, "", "![Figure 3](figure3.png)", "",
+              figures_md.replace("# ", "## Tuning runs: ", 1)]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------ confirm
+def run_confirm(a) -> int:
+    try:
+        with open(a.confirm) as f:
+            tuned = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: --confirm {a.confirm}: {e}") from None
+    if not isinstance(tuned, dict) or not isinstance(tuned.get("methods"), dict) or not tuned["methods"]:
+        raise SystemExit(f"error: --confirm {a.confirm}: no \"methods\" (write it with --study)")
+    setup = dict(SETUP_DEFAULTS) | tuned.get("setup", {})
+    started = time.time()
+    report = a.report or a.out
+    os.makedirs(report, exist_ok=True)
+    launcher = tokenizer_and_launcher(a, setup, {"final": a.data})
+    plans = {}
+    for name, entry in tuned["methods"].items():
+        if a.optimizers and name not in a.optimizers:
+            continue
+        if name not in METHOD_KNOBS:
+            raise SystemExit(f"error: --confirm {a.confirm}: unknown optimizer {name!r}")
+        knobs = entry.get("knobs", {})
+        fields = optimizer_fields(name, knobs, setup)
+        if entry.get("optimizer") and {k: v for k, v in entry["optimizer"].items()} != fields:
+            raise SystemExit(f"error: --confirm {a.confirm}: {name}'s optimizer values {entry['optimizer']} do not "
+                             f"match its knobs {knobs} (edit both, or rerun the study)")
+        plans[name] = confirm_plan(name, knobs, a.seeds)
+    log(setup_line(setup, a.data))
+    try:
+        outcomes = drive(plans, launcher.execute, a.jobs)
+    except BenchError as e:
+        raise SystemExit(f"error: {e}") from None
+    title = (f"{tuned.get('study', 'tuned')} settings from {os.path.relpath(a.confirm)}, seeds {a.seeds}, validation "
+             f"split of {os.path.basename(a.data.rstrip('/'))}")
+    table = final_table(outcomes, launcher, report, title)
+    log(timing_line(launcher, started))
+    log(MAPPING_NOTE)
+    log(title)
+    log(table)
+    return 0
+
+
+# ------------------------------------------------------------------------------- shared grid
 def run_name(optimizer: str, h: int | None, lr: float, seed: int) -> str:
     return f"{optimizer}" + (f"_H{h}" if h else "") + f"_lr{lr:g}_seed{seed}"
 
 
-def train_args(a, tokenizer: str, dump: str, optimizer: str, h: int | None, lr: float, seed: int) -> list[str]:
-    args = short_run_args(
-        dump, data=a.data, tokenizer=tokenizer, steps=a.steps, seq_len=a.seq_len, batch=a.batch,
-        val_batches=a.val_batches, val_every=a.val_every, log_freq=a.val_every, dataset="c4", flavor=a.flavor,
-        vocab_size=a.vocab_size, seed=seed,
-    )
-    args += ["--optimizer.name", optimizer, "--optimizer.lr", f"{lr:g}",
-             "--optimizer.beta1", "0.9", "--optimizer.beta2", "0.95", "--optimizer.weight_decay", "0.1"]
+def grid_fields(a, optimizer: str, h: int | None, lr: float) -> dict:
+    fields = {"name": optimizer, "lr": lr, "beta1": 0.9, "beta2": 0.95, "weight_decay": 0.1}
     spec = OPTIMIZERS[optimizer]
     if spec.takes_inner_steps:
-        fields = spec.inner_steps_fields(h, a.mu)
+        fields |= spec.inner_steps_fields(h, a.mu)
         chosen = dict(mu_y=a.mu_y, outer_lr=a.outer_lr, outer_momentum=a.mu)
         fields |= {key: value for key, value in chosen.items() if key in spec.fields}
-        for key, value in fields.items():
-            args += [f"--optimizer.{key}", f"{value:.6g}" if isinstance(value, float) else str(value)]
-    return args
+    return fields
 
 
-def finished(dump: str, steps: int) -> bool:
-    curve = read_tensorboard(dump, VAL_LOSS) if os.path.isdir(dump) else {}
-    return steps in curve
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="folder with c4-train.*.json.gz and c4-validation.*.json.gz")
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--optimizers", type=csv(str), default=list(OPTIMIZER_NAMES))
-    ap.add_argument("--lrs", type=csv(float), default=[1e-3, 3e-3], help="the shared learning-rate grid")
-    ap.add_argument("--inner-steps", type=csv(int), default=[8], help="H values (GPA: mu_x = mu^(1/H))")
-    ap.add_argument("--mu", type=float, default=PAPER_MU, help="DiLoCo outer momentum; GPA's mu for Table 4")
-    ap.add_argument("--mu-y", type=float, default=0.9, help="GPA mu_y")
-    ap.add_argument("--outer-lr", type=float, default=0.75, help="DiLoCo outer learning rate")
-    ap.add_argument("--seeds", type=csv(int), default=[0, 1])
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16, help="sequences per step")
-    ap.add_argument("--val-every", type=int, default=25)
-    ap.add_argument("--val-batches", type=int, default=8)
-    ap.add_argument("--flavor", default="small", help="model flavor (gpa_titan.titan.models.FLAVORS)")
-    ap.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary trained on the data")
-    ap.add_argument("--tokenizer-docs", type=int, default=20000, help="training documents used for the BPE")
-    a = ap.parse_args(argv)
-    for name in a.optimizers:
-        try:
-            get_optimizer_spec(name)
-        except KeyError as e:
-            raise SystemExit(f"--optimizers: {e.args[0]}") from None
-
-    a.data = os.path.abspath(a.data)
-    find_shards(a.data, "train", key="--data")
-    find_shards(a.data, "validation", key="--data")
+def run_grid(a) -> int:
+    optimizers = a.optimizers or list(OPTIMIZER_NAMES)
     os.makedirs(a.out, exist_ok=True)
-    tokenizer = os.path.join(a.out, f"tokenizer_{a.vocab_size}")
-    if not os.path.exists(os.path.join(tokenizer, "tokenizer.json")):
-        os.makedirs(tokenizer, exist_ok=True)
-        print(f"training a {a.vocab_size}-token BPE on {a.data} ...", flush=True)
-        train_bpe_tokenizer(find_shards(a.data, "train")[0], tokenizer, a.vocab_size, a.tokenizer_docs)
-
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
-    if a.device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
+    tokenizer = ensure_tokenizer(a.data, a.out, a.vocab_size, a.tokenizer_docs)
+    env = run_env(a.device, None if a.threads_per_run == 0 else a.threads_per_run)
     plan = []
-    for optimizer in a.optimizers:
+    for optimizer in optimizers:
         for h in (a.inner_steps if OPTIMIZERS[optimizer].takes_inner_steps else [None]):
             for lr in a.lrs:
                 for seed in a.seeds:
                     plan.append((optimizer, h, lr, seed))
-    settings: dict[tuple, Setting] = {}
-    for i, (optimizer, h, lr, seed) in enumerate(plan):
+
+    def one(item):
+        optimizer, h, lr, seed = item
         dump = os.path.join(a.out, "runs", run_name(optimizer, h, lr, seed))
-        if not finished(dump, a.steps):
-            start = time.time()
-            print(f"[{i + 1}/{len(plan)}] {run_name(optimizer, h, lr, seed)}", flush=True)
-            cmd = [sys.executable, "-m", "gpa_titan.train", *train_args(a, tokenizer, dump, optimizer, h, lr, seed)]
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
-                raise SystemExit(f"run {dump} failed")
-            print(f"    done in {time.time() - start:.0f}s", flush=True)
-        setting = settings.setdefault((optimizer, h, lr), Setting(optimizer, h, lr))
-        setting.curves.append(read_tensorboard(dump, VAL_LOSS))
+        args = short_run_args(
+            dump, data=a.data, tokenizer=tokenizer, steps=a.steps, seq_len=a.seq_len, batch=a.batch,
+            val_batches=a.val_batches, val_every=a.val_every, log_freq=a.val_every, dataset="c4", flavor=a.flavor,
+            vocab_size=a.vocab_size, seed=seed,
+        ) + optimizer_cli(grid_fields(a, optimizer, h, lr))
+        curve = read_tensorboard(dump, VAL_LOSS) if os.path.isdir(dump) else {}
+        if a.steps not in curve:
+            if os.path.isdir(dump):
+                shutil.rmtree(dump)
+            log(f"{run_name(optimizer, h, lr, seed)} ...")
+            result = launch(dump, [sys.executable, "-m", "gpa_titan.train", *args], a.steps, env)
+            if result.diverged:
+                raise BenchError(f"run {dump} diverged")
+            curve = result.curve
+        return item, curve
+
+    settings: dict[tuple, Setting] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            finished = list(pool.map(one, plan))
+    except BenchError as e:
+        raise SystemExit(f"error: {e}") from None
+    for (optimizer, h, lr, _seed), curve in finished:
+        settings.setdefault((optimizer, h, lr), Setting(optimizer, h, lr)).curves.append(curve)
 
     best = best_by_final_loss(list(settings.values()))
     info = (f"{a.flavor} Llama, {a.steps} steps x {a.batch} x {a.seq_len} tokens = "
@@ -133,11 +380,67 @@ def main(argv: list[str] | None = None) -> int:
             f"data {os.path.basename(a.data.rstrip('/'))}, {a.device}")
     all_settings = [dict(optimizer=s.optimizer, inner_steps=s.inner_steps, lr=s.lr, finals=s.finals)
                     for s in settings.values()]
-    baseline = "AdamW" if "AdamW" in a.optimizers else None  # without it: no speedup columns
-    table = write_report(a.out, best, info, baseline=baseline, extra={"setup": vars(a), "all_settings": all_settings})
+    baseline = "AdamW" if "AdamW" in optimizers else None  # without it: no speedup columns
+    setup = {k: v for k, v in vars(a).items() if k not in ("study", "confirm")}
+    table = write_report(a.out, best, info, baseline=baseline, extra={"setup": setup, "all_settings": all_settings})
     print(info)
     print(table)
     return 0
+
+
+# ---------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--study", metavar="SPEC.json", help="run the tuning study of this spec")
+    mode.add_argument("--confirm", metavar="TUNED.json", help="run exactly these tuned settings on --data, --seeds")
+    ap.add_argument("--data", required=True, help="folder with c4-train.*.json.gz and c4-validation.*.json.gz")
+    ap.add_argument("--out", required=True, help="output folder (the runs, the tuning split, the tokenizer)")
+    ap.add_argument("--report", help="where the study's / confirm's tables and figures go (study: <out>/report; "
+                                     "confirm: <out>)")
+    ap.add_argument("--tuned", help="--study: where to write the tuned settings (default <report>/tuned.json)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each on --threads-per-run CPU threads)")
+    ap.add_argument("--threads-per-run", type=int, default=1, help="CPU threads per run (0: torch's default)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--optimizers", type=csv(str), default=None, help="only these optimizers (default: all)")
+    ap.add_argument("--seeds", type=csv(int), default=None,
+                    help="grid: seeds (default 0,1); --confirm: seeds (default: the study's final seeds)")
+    grid = ap.add_argument_group("shared grid (without --study / --confirm)")
+    grid.add_argument("--lrs", type=csv(float), default=[1e-3, 3e-3], help="the shared learning-rate grid")
+    grid.add_argument("--inner-steps", type=csv(int), default=[8], help="H values (GPA: mu_x = mu^(1/H))")
+    grid.add_argument("--mu", type=float, default=PAPER_MU, help="DiLoCo outer momentum; GPA's mu for Table 4")
+    grid.add_argument("--mu-y", type=float, default=0.9, help="GPA mu_y")
+    grid.add_argument("--outer-lr", type=float, default=0.75, help="DiLoCo outer learning rate")
+    grid.add_argument("--steps", type=int, default=400)
+    grid.add_argument("--seq-len", type=int, default=128)
+    grid.add_argument("--batch", type=int, default=16, help="sequences per step")
+    grid.add_argument("--val-every", type=int, default=25)
+    grid.add_argument("--val-batches", type=int, default=8)
+    grid.add_argument("--flavor", default="small", help="model flavor (gpa_titan.titan.models.FLAVORS)")
+    grid.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary trained on the data")
+    grid.add_argument("--tokenizer-docs", type=int, default=20000, help="training documents used for the BPE")
+    a = ap.parse_args(argv)
+    if a.jobs < 1:
+        raise SystemExit("error: --jobs must be >= 1")
+    for name in a.optimizers or []:
+        try:
+            get_optimizer_spec(name)
+        except KeyError as e:
+            raise SystemExit(f"error: --optimizers: {e.args[0]}") from None
+    a.data_arg, a.out_arg, a.report_arg = a.data, a.out, a.report
+    a.data = check_data(a.data)
+    if a.study:
+        return run_study(a)
+    if a.confirm:
+        if a.seeds is None:
+            try:
+                with open(a.confirm) as f:
+                    a.seeds = json.load(f).get("final_seeds", [0, 1, 2])
+            except (OSError, json.JSONDecodeError) as e:
+                raise SystemExit(f"error: --confirm {a.confirm}: {e}") from None
+        return run_confirm(a)
+    a.seeds = a.seeds if a.seeds is not None else [0, 1]
+    return run_grid(a)
 
 
 if __name__ == "__main__":

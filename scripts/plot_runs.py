@@ -18,6 +18,15 @@ mean final validation loss is kept (as in the paper's tuning). With a baseline o
 none), the table adds the steps to reach the baseline's final validation loss and the
 speedup; without one it has no such columns and says so. Writes ``results.md``,
 ``results.json`` and ``validation_loss.png`` to ``--out`` and prints the table last.
+
+``--figures`` also writes the paper's Table 2 (final validation loss against H), Figure 1b
+(speedup against H), Figure 3 (curves at each optimizer's best setting) and Figure 9 (GPA's
+final loss over the window and mu_y), as ``table2.md/png``, ``figure1b``, ``figure3`` and
+``figure9`` (those the runs allow), choosing in each cell the best of all settings there
+(``gpa_titan/analysis/figures.py``); H is also given relative to the run's length
+(paper-equivalent H = H x 12,208 / steps):
+
+    python scripts/plot_runs.py outputs/sweeps/h_sweep outputs/llama_160m_adamw --out figures/h_sweep --figures
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import argparse
 import os
 import sys
 
+from gpa_titan.analysis.figures import point_from_setting, write_figures
 from gpa_titan.analysis.grouping import Group, Run, RunGroupingError, describe_grouping, flatten, group_runs, show
 from gpa_titan.analysis.logs import VAL_LOSS, read_curve, run_config
 from gpa_titan.analysis.report import write_report
@@ -111,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also treat this config key (fnmatch pattern) as not changing the math, e.g. a data path "
                          "that differs between machines (repeatable)")
     ap.add_argument("--title", default="validation loss")
+    ap.add_argument("--figures", action="store_true",
+                    help="also write the paper's Table 2 and Figures 1b, 3 and 9 (markdown and PNG) to --out")
     a = ap.parse_args(argv)
 
     runs = load_runs(a.runs)
@@ -131,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label}: lr {show(chosen.lr)} (of {', '.join(show(lr) for lr in rivals)})")
     baseline, why = choose_baseline(a.baseline, settings)
     print(why)
-    print(write_report(a.out, best, a.title, baseline=baseline))
+    table = write_report(a.out, best, a.title, baseline=baseline)
+    if a.figures:
+        write_figures(a.out, [point_from_setting(s) for s in settings], a.title, baseline=baseline or DEFAULT_BASELINE)
+        written = sorted(name for name in os.listdir(a.out) if name.startswith(("table2", "figure")))
+        print(f"Paper figures in {a.out}: {', '.join(written)}")
+    print(table)
     return 0
 
 

@@ -1,0 +1,150 @@
+"""The paper's Table 2 and Figures 1b, 3 and 9, and the comparison table, on synthetic curves."""
+
+import math
+
+import pytest
+
+from gpa_titan.analysis.figures import (
+    Point,
+    comparison_table,
+    figure1b,
+    figure3,
+    figure9,
+    h_key,
+    point_from_setting,
+    table2,
+    write_figures,
+)
+from gpa_titan.analysis.speedup import Setting
+from gpa_titan.optim.table4 import gpa_mu_x
+
+STEPS = 1000
+
+
+def curve(final: float, start: float = 7.0) -> dict[int, float]:
+    """Falls linearly in log-space from ``start`` at step 1 to ``final`` at step 1000 (every 100 steps)."""
+    return {s: start + (final - start) * (s / STEPS) ** 0.5 for s in [1, *range(100, STEPS + 1, 100)]}
+
+
+def gpa(h, mu_y, final, lr=0.008, seeds=1):
+    return Point("GPA-AdamW", {"lr": lr, "beta1": 0.9, "beta2": 0.95, "mu_x": round(gpa_mu_x(h), 8), "mu_y": mu_y},
+                 STEPS, [curve(final + 0.01 * s) for s in range(seeds)])
+
+
+def diloco(h, final, seeds=1):
+    return Point("DiLoCo-AdamW", {"lr": 0.008, "beta1": 0.9, "beta2": 0.95, "inner_steps": h, "outer_lr": 0.75,
+                                  "outer_momentum": 0.9}, STEPS, [curve(final + 0.01 * s) for s in range(seeds)])
+
+
+def adamw(final, lr=0.004, seeds=1):
+    curves = [curve(final + 0.01 * s) for s in range(seeds)]
+    return Point("AdamW", {"lr": lr, "beta1": 0.9, "beta2": 0.95}, STEPS, curves)
+
+
+POINTS = [adamw(4.0), adamw(4.2, lr=0.016),
+          gpa(1, 0.9, 4.1), gpa(3, 0.9, 3.95), gpa(3, 0.4, 3.9), gpa(10, 0.4, 3.8), gpa(10, 0.4, 3.85, lr=0.016),
+          gpa(10, 0.9, 4.3), diloco(1, 4.05), diloco(3, 4.02), diloco(10, 4.4),
+          Point("ScheduleFree-AdamW", {"lr": 0.008, "beta1": 0.9, "beta2": 0.95}, STEPS, [curve(4.03)])]
+
+
+def test_h_of_points_and_column_keys():
+    assert gpa(3, 0.9, 4).h == pytest.approx(3) and diloco(10, 4).h == 10 and adamw(4).h is None
+    assert h_key(31.87) == 32 and h_key(2.62) == 2.62 and h_key(0.655) == 0.655 and h_key(3.0000001) == 3
+
+
+def test_table2_takes_the_best_setting_per_optimizer_and_h():
+    text, data = table2(POINTS)
+    assert data["H"] == [1, 3, 10]
+    rows = data["rows"]
+    assert rows["GPA-AdamW"]["3"]["final_mean"] == pytest.approx(3.9)  # mu_y 0.4 beats 0.9
+    assert rows["GPA-AdamW"]["10"]["final_mean"] == pytest.approx(3.8)  # best lr at H = 10
+    assert rows["DiLoCo-AdamW"]["10"]["final_mean"] == pytest.approx(4.4)
+    assert rows["AdamW"]["1"]["final_mean"] == rows["AdamW"]["10"]["final_mean"] == pytest.approx(4.0)
+    lines = text.splitlines()
+    assert "| paper-equivalent H (H x 12,208 / 1,000) | 12.2 | 36.6 | 122 |" in lines
+    assert "| GPA window 1/(1-mu_x): steps (share of run) | 10 (1%) | 29 (2.9%) | 95.4 (9.5%) |" in lines
+    assert "| GPA-AdamW | 4.1000 | 3.9000 | **3.8000** |" in lines
+    assert "| DiLoCo-AdamW | 4.0500 | **4.0200** | 4.4000 |" in lines
+    assert "- GPA-AdamW, H = 10: lr 0.008, b1 0.9, b2 0.95, mu_x 0.989519, mu_y 0.4 (3 setting(s) at this H)" in lines
+
+
+def test_figure1b_measures_steps_to_adamws_final_loss():
+    text, data = figure1b(POINTS)
+    assert data["target"] == pytest.approx(4.0) and data["baseline_steps"] == 1000
+    gpa_row, diloco_row = data["rows"]["GPA-AdamW"], data["rows"]["DiLoCo-AdamW"]
+    assert diloco_row["10"] == {"steps": None, "speedup": None}  # 4.4 never reaches 4.0
+    assert gpa_row["10"]["speedup"] > gpa_row["3"]["speedup"] > 0
+    # the curve reaches 4.0 where 7 - 3.2 sqrt(s/1000) = 4.0: s = 879; interpolated between 800 and 900
+    expected = 800 + 100 * (curve(3.8)[800] - 4.0) / (curve(3.8)[800] - curve(3.8)[900])
+    assert gpa_row["10"]["steps"] == pytest.approx(expected)
+    assert "not reached" in text and f"{100 * (1 - expected / 1000):+.1f}%" in text
+
+
+def test_figure3_picks_each_optimizers_best_setting():
+    text, chosen = figure3(POINTS)
+    assert set(chosen) == {"AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW"}
+    assert chosen["GPA-AdamW"].final_mean == pytest.approx(3.8) and chosen["AdamW"].settings["lr"] == 0.004
+    rows = [line for line in text.splitlines() if line.startswith("| 1000 |")]
+    assert rows == ["| 1000 | 4.0000 | 4.0200 | 3.8000 | 4.0300 |"]  # columns in name order: AdamW, DiLoCo, GPA, SF
+
+
+def test_figure9_is_the_best_loss_per_window_and_mu_y():
+    text, data = figure9(POINTS)
+    assert data["H"] == [1, 3, 10] and data["mu_y"] == [0.4, 0.9]
+    assert data["loss"] == [[None, pytest.approx(3.9), pytest.approx(3.8)], [4.1, 3.95, 4.3]]
+    assert "| mu_y = 0.4 | — | 3.9000 | **3.8000** |" in text.splitlines()
+
+
+def test_comparison_table_rows_and_speedup():
+    points = [adamw(4.0, seeds=3), gpa(10, 0.4, 3.8, seeds=3), diloco(3, 4.3, seeds=3)]
+    text, rows = comparison_table(points)
+    lines = text.splitlines()
+    assert lines[0].startswith("Target: AdamW's final validation loss 4.0100")
+    assert lines[2] == ("| optimizer | H (paper-equivalent; averaging window) | settings | final val loss (mean ± std) "
+                        "| seeds | steps to AdamW's final val loss | speedup |")
+    assert lines[4].startswith("| AdamW | — | lr 0.004, b1 0.9, b2 0.95 | 4.0100 ± 0.0100 | 3 | 1000 | +0.0% |")
+    assert lines[5].startswith("| DiLoCo-AdamW | 3 (paper-eq. 36.6; window 30 steps = 3% of run)")
+    assert lines[5].endswith("| 4.3100 ± 0.0100 | 3 | not reached | — |")
+    assert lines[6].startswith("| GPA-AdamW | 10 (paper-eq. 122; window 95.4 steps = 9.5% of run) | lr 0.008")
+    gpa_row = rows[2]
+    assert gpa_row["speedup"] > 10 and gpa_row["seeds"] == 3
+    no_base, _ = comparison_table(points[1:])
+    assert no_base.startswith("No baseline") and "| speedup |" not in no_base
+
+
+def test_diverged_points_never_win():
+    points = [adamw(4.0), gpa(3, 0.4, 3.5), Point("GPA-AdamW", gpa(10, 0.4, 1.0).settings, STEPS, [{}])]
+    _, data = table2(points)
+    assert data["rows"]["GPA-AdamW"]["10"]["final_mean"] == math.inf
+    assert "diverged" in table2(points)[0]
+    assert figure3(points)[1]["GPA-AdamW"].final_mean == pytest.approx(3.5)
+
+
+def test_point_from_a_grouped_setting():
+    config = {"optimizer.lr": 0.003, "optimizer.beta1": 0.9, "optimizer.mu_x": 0.9967, "optimizer.mu_y": 0.9,
+              "optimizer.implementation": "fused", "training.steps": 12208}
+    p = point_from_setting(Setting("GPA-AdamW", 32, 0.003, [curve(3.2)], config=config, runs=["r"]))
+    assert p.steps == 12208 and p.settings == {"lr": 0.003, "beta1": 0.9, "mu_x": 0.9967, "mu_y": 0.9}
+    assert h_key(p.h) == 32  # Table 4's rounded mu_x for H = 32
+
+
+def test_write_figures_writes_markdown_and_pngs(tmp_path):
+    text = write_figures(str(tmp_path), POINTS, "synthetic")
+    for name in ("table2", "figure1b", "figure3", "figure9"):
+        assert (tmp_path / f"{name}.md").read_text().startswith("synthetic")
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+        assert f"]({name}.png)" in text
+    only_adamw = tmp_path / "adamw"
+    write_figures(str(only_adamw), [adamw(4.0)], "one")
+    assert sorted(p.name for p in only_adamw.iterdir()) == ["figure3.md", "figure3.png"]
+
+
+def test_an_optimizer_that_only_diverged_is_reported_not_plotted(tmp_path):
+    points = [adamw(4.0), Point("GPA-AdamW", gpa(10, 0.4, 1.0).settings, STEPS, [{}, {}])]
+    text, rows = comparison_table(points)
+    assert "| diverged | 2 | not reached | — |" in text
+    assert set(figure3(points)[1]) == {"AdamW"}
+    write_figures(str(tmp_path), points, "diverged")  # no error
+    dead_baseline, _ = comparison_table([Point("AdamW", {"lr": 1.0}, STEPS, [{}]), gpa(3, 0.4, 3.5)])
+    assert dead_baseline.startswith("No baseline")

@@ -1,0 +1,202 @@
+"""The tuning study's plan: the spec and its checks, grid phases, selection (the incumbent is
+kept, diverged runs lose), the parallel driver, and agreement with the optimizer registry."""
+
+import math
+import threading
+import time
+
+import pytest
+
+from gpa_titan.analysis.study import (
+    METHOD_KNOBS,
+    Phase,
+    RunRequest,
+    RunResult,
+    StudySpec,
+    StudySpecError,
+    confirm_plan,
+    drive,
+    expand,
+    knobs_name,
+    method_study,
+    optimizer_fields,
+    resolve,
+)
+from gpa_titan.optim.table4 import gpa_mu_x
+from gpa_titan.titan.bench import check_fields
+from gpa_titan.titan.optimizer_registry import OPTIMIZERS
+
+GPA_START = {"lr": 0.008, "beta1": 0.9, "beta2": 0.95, "mu_y": 0.6, "H": 3}
+
+
+def spec_dict(**methods):
+    return {"name": "t", "setup": {"steps": 100, "val_every": 10}, "final": {"seeds": [0, 1, 2]},
+            "methods": methods or {"GPA-AdamW": {"start": dict(GPA_START), "phases": [
+                {"name": "lr", "grid": {"lr": [0.004, 0.008, 0.016]}},
+                {"name": "mu_y x window", "grid": {"mu_y": [0.2, 0.6, 0.9], "H": [1, 3, 10]}},
+                {"name": "betas", "grid": {"beta1,beta2": [[0.9, 0.95], [0.8, 0.99]]}},
+                {"name": "lr again", "grid": {"lr": ["x0.5", "x1", "x2"]}}]}}}
+
+
+def test_the_knobs_match_the_registry():
+    assert set(METHOD_KNOBS) == set(OPTIMIZERS)
+    setup = StudySpec.from_dict(spec_dict()).setup
+    starts = {"AdamW": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95}, "GPA-AdamW": GPA_START,
+              "DiLoCo-AdamW": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "H": 4, "outer_lr": 0.7, "outer_momentum": 0.9},
+              "ScheduleFree-AdamW": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95}}
+    for name, spec in OPTIMIZERS.items():
+        fields = optimizer_fields(name, starts[name], setup)
+        assert set(fields) == {"name", "lr", "beta1", "beta2", "eps", "weight_decay", *spec.fields}
+        check_fields(fields)  # the registry accepts them
+
+
+def test_gpa_h_sets_mu_x_by_table_4_and_diloco_h_must_be_an_integer():
+    setup = StudySpec.from_dict(spec_dict()).setup
+    assert optimizer_fields("GPA-AdamW", GPA_START, setup)["mu_x"] == pytest.approx(gpa_mu_x(3), abs=1e-8)
+    assert optimizer_fields("GPA-AdamW", {**GPA_START, "H": 2.62}, setup)["mu_x"] == pytest.approx(0.9606, abs=1e-4)
+    diloco = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "H": 2.5, "outer_lr": 0.7, "outer_momentum": 0.9}
+    with pytest.raises(ValueError, match="integer"):
+        optimizer_fields("DiLoCo-AdamW", diloco, setup)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["methods"].update({"Adam": {}}), "'Adam' is not one of"),
+    (lambda d: d["methods"]["GPA-AdamW"]["start"].pop("mu_y"), r"missing \['mu_y'\]"),
+    (lambda d: d["methods"]["GPA-AdamW"]["phases"][0]["grid"].update({"outer_lr": [1.0]}), "not a hyperparameter"),
+    (lambda d: d["methods"]["GPA-AdamW"]["phases"][0]["grid"].update({"lr": []}), "non-empty list"),
+    (lambda d: d["methods"]["GPA-AdamW"]["phases"][0]["grid"].update({"lr": ["y2"]}), "x<factor>"),
+    (lambda d: d["methods"]["GPA-AdamW"]["phases"][2]["grid"].update({"beta1,beta2": [[0.9]]}), "list of 2"),
+    (lambda d: d["setup"].update({"stepz": 3}), "not a setup key"),
+    (lambda d: d["setup"].update({"steps": 0}), "integer >= 1"),
+    (lambda d: d.update({"tuning": {"fraction": 1.5}}), "fraction"),
+    (lambda d: d.update({"final": {"seeds": []}}), "seeds"),
+])
+def test_spec_errors_name_the_key(change, message):
+    data = spec_dict()
+    change(data)
+    with pytest.raises(StudySpecError, match=message):
+        StudySpec.from_dict(data)
+
+
+def test_expand_resolves_relative_values_pairs_and_repeats():
+    current = dict(GPA_START)
+    assert resolve("x2", 0.004) == 0.008 and resolve(0.30000000000000004, 1) == 0.3 and resolve("x0.5", 3) == 1.5
+    lrs = expand(Phase("lr", {"lr": ["x0.5", "x1", 0.008, "x2"]}), current)
+    assert [k["lr"] for k in lrs] == [0.004, 0.008, 0.016]  # x1 and 0.008 are one run
+    grid = expand(Phase("g", {"mu_y": [0.2, 0.9], "H": [1, 10]}), current)
+    assert [(k["mu_y"], k["H"]) for k in grid] == [(0.2, 1), (0.2, 10), (0.9, 1), (0.9, 10)]
+    assert all(k["lr"] == 0.008 for k in grid)
+    pairs = expand(Phase("b", {"beta1,beta2": [[0.8, 0.95], [0.9, 0.99]]}), current)
+    assert [(k["beta1"], k["beta2"]) for k in pairs] == [(0.8, 0.95), (0.9, 0.99)]
+
+
+def test_names_are_unique_and_readable():
+    assert knobs_name("GPA-AdamW", GPA_START) == "GPA-AdamW_lr0.008_b1-0.9_b2-0.95_muy0.6_H3"
+    r = RunRequest.of("GPA-AdamW", GPA_START, 1, "tuning")
+    assert r.name.endswith("_seed1") and r.key.startswith("tuning/") and r.knobs == GPA_START
+
+
+def synthetic_loss(request: RunRequest) -> float:
+    """Best at lr 0.016, mu_y 0.2, H 10, betas (0.8, 0.99); seeds add a little noise."""
+    k = request.knobs
+    return (3.0 + (math.log2(k["lr"] / 0.016)) ** 2 * 0.1 + abs(k["mu_y"] - 0.2) + abs(math.log10(k["H"] / 10))
+            + (0.0 if (k["beta1"], k["beta2"]) == (0.8, 0.99) else 0.05) + 0.001 * request.seed)
+
+
+def run_study(loss=synthetic_loss, jobs=2, spec=None):
+    spec = spec or StudySpec.from_dict(spec_dict())
+    executed, records = [], []
+    lock = threading.Lock()
+
+    def execute(request):
+        with lock:
+            executed.append(request.key)
+        time.sleep(0.001)
+        value = loss(request)
+        return RunResult(value, {1: 9.0, 100: value}, diverged=math.isinf(value))
+
+    plans = {m.name: method_study(m, spec.tuning_seed, spec.final_seeds, records.append) for m in spec.methods}
+    return drive(plans, execute, jobs), executed, records
+
+
+def test_phases_choose_in_order_and_end_with_final_seeds():
+    outcomes, executed, records = run_study()
+    o = outcomes["GPA-AdamW"]
+    assert [r.name for r in records] == ["lr", "mu_y x window", "betas", "lr again"]
+    assert records[0].chosen["lr"] == 0.016 and records[0].chosen["mu_y"] == 0.6  # lr at the start's mu_y
+    assert (records[1].chosen["mu_y"], records[1].chosen["H"]) == (0.2, 10)
+    assert (records[2].chosen["beta1"], records[2].chosen["beta2"]) == (0.8, 0.99)
+    assert o.chosen == {"lr": 0.016, "beta1": 0.8, "beta2": 0.99, "mu_y": 0.2, "H": 10}
+    assert sorted(o.finals) == [0, 1, 2] and o.finals[2].final == pytest.approx(3.002)
+    assert len(executed) == len(set(executed)), "no run twice"
+    # 3 lr; 9 grid points, one of them run in the lr phase; 2 betas, one the incumbent's; lr x0.5 and x2 (x1 ran)
+    assert sum(k.startswith("tuning/") for k in executed) == 3 + 8 + 1 + 2
+    assert sum(k.startswith("final/") for k in executed) == 3
+
+
+def test_a_phase_keeps_the_incumbent_unless_beaten():
+    spec = StudySpec.from_dict(spec_dict(**{"GPA-AdamW": {"start": GPA_START, "phases": [
+        {"name": "lr", "grid": {"lr": [0.016]}}, {"name": "worse", "grid": {"mu_y": [0.9]}}]}}))
+    outcomes, _, records = run_study(spec=spec)
+    assert records[1].chosen["mu_y"] == 0.6 and any(c["incumbent"] for c in records[1].candidates)
+    assert outcomes["GPA-AdamW"].chosen["mu_y"] == 0.6
+
+
+def test_diverged_runs_lose_and_a_phase_with_only_diverged_runs_is_an_error():
+    def loss(request):
+        return math.inf if request.knobs["lr"] > 0.01 else synthetic_loss(request)
+
+    outcomes, _, records = run_study(loss)
+    assert records[0].chosen["lr"] == 0.008
+    assert [c["diverged"] for c in records[0].candidates] == [False, False, True]
+    with pytest.raises(RuntimeError, match="every run of phase 'lr' diverged"):
+        run_study(lambda r: math.inf)
+
+
+def test_the_driver_runs_plans_in_parallel_and_a_failure_stops_it():
+    spec = StudySpec.from_dict(spec_dict(**{
+        "AdamW": {"start": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95},
+                  "phases": [{"name": "lr", "grid": {"lr": [1e-3]}}]},
+        "ScheduleFree-AdamW": {"start": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95},
+                               "phases": [{"name": "lr", "grid": {"lr": [1e-3, 2e-3]}}]}}))
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def execute(request):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return RunResult(1.0, {10: 1.0})
+
+    plans = {m.name: method_study(m, 0, [0, 1], None) for m in spec.methods}
+    outcomes = drive(plans, execute, jobs=2)
+    assert peak[0] == 2 and set(outcomes) == {"AdamW", "ScheduleFree-AdamW"}
+
+    def failing(request):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        drive({"c": confirm_plan("AdamW", {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95}, [0, 1])}, failing, jobs=2)
+    with pytest.raises(ValueError, match="jobs"):
+        drive({}, failing, jobs=0)
+
+
+def test_the_shipped_spec_is_valid_and_its_grids_pass_the_optimizers_checks():
+    import os
+
+    from helpers import REPO
+
+    spec = StudySpec.load(os.path.join(REPO, "docs", "results", "study_spec.json"))
+    assert spec.setup["steps"] >= 1000 and len(spec.final_seeds) >= 3
+    assert {m.name for m in spec.methods} == set(OPTIMIZERS)
+    for m in spec.methods:
+        current = dict(m.start)
+        for phase in m.phases:
+            for knobs in expand(phase, current):
+                check_fields(optimizer_fields(m.name, knobs, spec.setup))
+    gpa = spec.method("GPA-AdamW")
+    mu_ys = {v for p in gpa.phases for v in p.grid.get("mu_y", [])}
+    assert min(mu_ys) < 0.5, "mu_y well below the paper's 0.8 is swept"
