@@ -258,15 +258,19 @@ def write_study_md(path, spec, a, manifest, outcomes, launcher, figures_md, tabl
              "## Phases, grids and every run (tuning split, final validation loss)", "",
              "Each phase sweeps its grid with the other hyperparameters at the best values so far (`start` before the "
              "first phase) and keeps the best of its runs and the previous choice (marked *kept*). `x2` in a grid is "
-             "twice the value chosen so far. Grids were written in the spec before any run.", ""]
+             "twice the value chosen so far. Grids were written in the spec before any run (see its description for "
+             "the one change made during the study).", ""]
     for m in spec.methods:
         o = outcomes[m.name]
         lines += [f"### {m.name}", "", "start: " + ", ".join(f"{k} {v:g}" for k, v in m.start.items()), ""]
         for record in o.phases:
             grid = "; ".join(f"{k} in {v}" for k, v in record.grid.items())
+            phase = next(p for p in m.phases if p.name == record.name)
+            if phase.extend:
+                grid += f"; extended past an edge optimum, at most {phase.extend} runs per side"
             lines += [f"Phase *{record.name}* ({grid}):", "", "| run | tuning loss |", "|---|---:|"]
             for c in sorted(record.candidates, key=lambda c: c["final"]):
-                mark = " (kept)" if c["incumbent"] else ""
+                mark = " (kept)" if c["incumbent"] else (" (extension)" if c.get("extension") else "")
                 chosen = " **chosen**" if c["knobs"] == record.chosen else ""
                 loss = "diverged" if c["diverged"] else f"{c['final']:.4f}"
                 lines.append(f"| {', '.join(f'{k} {v:g}' for k, v in c['knobs'].items())}{mark}{chosen} | {loss} |")

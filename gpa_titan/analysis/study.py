@@ -22,7 +22,9 @@ Spec (all numbers are floats unless said otherwise)::
 
 A phase's grid is the product of its keys' values; a string ``"x<k>"`` is ``k`` times the
 value chosen so far; a key naming several hyperparameters (``"beta1,beta2"``) takes a list
-of tuples (``[[0.8, 0.95], [0.9, 0.99]]``), for grids that are not products. Each phase
+of tuples (``[[0.8, 0.95], [0.9, 0.99]]``), for grids that are not products. A phase of one
+hyperparameter with ``"extend": N`` goes on past an edge of its grid when the edge is best
+(e.g. lr x0.5 again), at most N more runs per side, until a run is worse. Each phase
 keeps the best of its runs and the previous phase's choice (so a phase never makes the
 choice worse), by final validation loss on the tuning split;
 a diverged run counts as infinitely bad. ``H`` is DiLoCo's number of inner steps (an integer)
@@ -67,6 +69,7 @@ class StudySpecError(ValueError):
 class Phase:
     name: str
     grid: dict[str, list]
+    extend: int = 0  # single-key phases: at most this many further runs beyond an edge optimum, per side
 
 
 @dataclass
@@ -163,7 +166,14 @@ class StudySpec:
                                 resolve(item, 1.0)
                         except ValueError as e:
                             fail(f"methods.{name}.phases[{i}] ({pname}).{key}: {e}")
-                phases.append(Phase(pname, {k: list(v) for k, v in grid.items()}))
+                extend = p.get("extend", 0)
+                if isinstance(extend, bool) or not isinstance(extend, int) or extend < 0:
+                    fail(f"methods.{name}.phases[{i}] ({pname}).extend = {extend!r} must be an integer >= 0")
+                if extend and len(grid) != 1:
+                    fail(f"methods.{name}.phases[{i}] ({pname}): extend needs a grid of one hyperparameter")
+                if extend and "," in next(iter(grid)):
+                    fail(f"methods.{name}.phases[{i}] ({pname}): extend needs a grid of one hyperparameter")
+                phases.append(Phase(pname, {k: list(v) for k, v in grid.items()}, extend))
             methods.append(MethodSpec(name, start, phases))
         return cls(name=str(data.get("name") or "study"), setup=setup, methods=methods, tuning_fraction=float(fraction),
                    tuning_seed=int(tuning.get("seed", 0)), final_seeds=list(seeds),
@@ -278,7 +288,7 @@ class PhaseRecord:
     method: str
     name: str
     grid: dict[str, list]
-    candidates: list[dict]  # {"run", "knobs", "final", "diverged", "incumbent"}
+    candidates: list[dict]  # {"run", "knobs", "final", "diverged", "incumbent", "extension" (if so)}
     chosen: dict[str, float]
     chosen_final: float
 
@@ -310,6 +320,8 @@ def method_study(spec: MethodSpec, seed: int, final_seeds: Iterable[int],
         results = yield requests
         candidates = [{"run": r.name, "knobs": r.knobs, "final": results[r.key].final,
                        "diverged": results[r.key].diverged, "incumbent": False} for r in requests]
+        if phase.extend and len(requests) > 1:
+            candidates += yield from _extend(phase, requests, candidates, seed)
         if incumbent is not None and incumbent["run"] not in {c["run"] for c in candidates}:
             candidates.append({**incumbent, "incumbent": True})
         best = min(candidates, key=lambda c: c["final"])  # the first of equals, in grid order
@@ -325,6 +337,33 @@ def method_study(spec: MethodSpec, seed: int, final_seeds: Iterable[int],
     results = yield final_requests
     return MethodOutcome(spec.name, current, records, {r.seed: results[r.key] for r in final_requests},
                          final_requests)
+
+
+def _extend(phase: Phase, requests: list[RunRequest], candidates: list[dict], seed: int):
+    """Runs beyond the edge of a one-key grid while the edge is the best so far: from the
+    smallest (largest) value, divide (multiply) by the ratio of the two smallest (largest)
+    values, at most ``phase.extend`` times per side, stopping at the first run that is not
+    better. Yields the runs one at a time; returns their candidate records (``"extension"``)."""
+    key = next(iter(phase.grid))
+    added: list[dict] = []
+    values = sorted({r.knobs[key] for r in requests})
+    for side in (0, -1):
+        edge, inner = values[side], values[1 if side == 0 else -2]
+        factor = inner / edge
+        for _ in range(phase.extend):
+            everything = candidates + added
+            best = min(everything, key=lambda c: c["final"])
+            if best["knobs"][key] != edge or math.isinf(best["final"]):
+                break
+            knobs = dict(best["knobs"])
+            knobs[key] = _clean(edge / factor)
+            request = RunRequest.of(requests[0].method, knobs, seed, "tuning")
+            results = yield [request]
+            result = results[request.key]
+            added.append({"run": request.name, "knobs": request.knobs, "final": result.final,
+                          "diverged": result.diverged, "incumbent": False, "extension": True})
+            edge = knobs[key]
+    return added
 
 
 def confirm_plan(method: str, knobs: dict[str, float], seeds: Iterable[int]

@@ -200,3 +200,28 @@ def test_the_shipped_spec_is_valid_and_its_grids_pass_the_optimizers_checks():
     gpa = spec.method("GPA-AdamW")
     mu_ys = {v for p in gpa.phases for v in p.grid.get("mu_y", [])}
     assert min(mu_ys) < 0.5, "mu_y well below the paper's 0.8 is swept"
+
+
+def test_an_edge_optimum_extends_the_grid_until_it_gets_worse():
+    def phases(extend):
+        return {"GPA-AdamW": {"start": dict(GPA_START), "phases": [
+            {"name": "lr", "grid": {"lr": [0.004, 0.008, 0.016]}, "extend": extend}]}}
+
+    def loss(request):  # best at lr 0.001
+        return 3.0 + abs(math.log2(request.knobs["lr"] / 0.001))
+
+    outcomes, executed, records = run_study(loss, spec=StudySpec.from_dict(spec_dict(**phases(3))))
+    lrs = [c["knobs"]["lr"] for c in records[0].candidates]
+    assert lrs == [0.004, 0.008, 0.016, 0.002, 0.001, 0.0005]  # 0.0005 is worse: stop
+    assert [c.get("extension", False) for c in records[0].candidates] == [False] * 3 + [True] * 3
+    assert outcomes["GPA-AdamW"].chosen["lr"] == 0.001
+    _, _, capped = run_study(loss, spec=StudySpec.from_dict(spec_dict(**phases(1))))
+    assert [c["knobs"]["lr"] for c in capped[0].candidates] == [0.004, 0.008, 0.016, 0.002]
+    _, _, up = run_study(lambda r: 3.0 - r.knobs["lr"], spec=StudySpec.from_dict(spec_dict(**phases(2))))
+    assert [c["knobs"]["lr"] for c in up[0].candidates][3:] == [0.032, 0.064]  # the upper edge too
+    _, _, inside = run_study(lambda r: abs(r.knobs["lr"] - 0.008), spec=StudySpec.from_dict(spec_dict(**phases(3))))
+    assert len(inside[0].candidates) == 3  # an interior optimum: nothing more
+    bad = spec_dict(**phases(2))
+    bad["methods"]["GPA-AdamW"]["phases"][0]["grid"]["mu_y"] = [0.5]
+    with pytest.raises(StudySpecError, match="extend needs a grid of one hyperparameter"):
+        StudySpec.from_dict(bad)
