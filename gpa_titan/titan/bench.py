@@ -160,13 +160,24 @@ def _read_record(dump: str) -> dict | None:
         return json.load(f)
 
 
+def _checkout_independent(args: list[str]) -> list[str]:
+    """``args`` with the config file named relative to its checkout (``configs/<name>.toml``), so
+    that a study moved to another clone of this repo still recognises its finished runs."""
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--job.config_file":
+            path = out[i + 1]
+            out[i + 1] = os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+    return out
+
+
 def finished_result(dump: str, args: list[str], steps: int) -> RunResult | None:
     """The result of a finished run of ``args`` in ``dump``, or None (and an unfinished run's
     folder removed) if it has to run; ``BenchError`` if ``dump`` holds a run of other arguments."""
     if not os.path.isdir(dump):
         return None
     record = _read_record(dump)
-    if record is not None and record.get("args") != args:
+    if record is not None and _checkout_independent(record.get("args", [])) != _checkout_independent(args):
         raise BenchError(f"{dump} holds a run of other settings (its {RECORD} has other arguments: another "
                          "--data, setup or spec wrote there); use another --out, or remove that folder")
     if record is not None and record.get("diverged"):

@@ -1,7 +1,9 @@
 """The tuning study's plan: the spec and its checks, grid phases, selection (the incumbent is
 kept, diverged runs lose), the parallel driver, and agreement with the optimizer registry."""
 
+import json
 import math
+import os
 import threading
 import time
 
@@ -23,7 +25,7 @@ from gpa_titan.analysis.study import (
     resolve,
 )
 from gpa_titan.optim.table4 import gpa_mu_x
-from gpa_titan.titan.bench import check_fields
+from gpa_titan.titan.bench import BenchError, check_fields, finished_result
 from gpa_titan.titan.optimizer_registry import OPTIMIZERS
 
 GPA_START = {"lr": 0.008, "beta1": 0.9, "beta2": 0.95, "mu_y": 0.6, "H": 3}
@@ -225,3 +227,21 @@ def test_an_edge_optimum_extends_the_grid_until_it_gets_worse():
     bad["methods"]["GPA-AdamW"]["phases"][0]["grid"]["mu_y"] = [0.5]
     with pytest.raises(StudySpecError, match="extend needs a grid of one hyperparameter"):
         StudySpec.from_dict(bad)
+
+
+def _write_record(dump, args):
+    os.makedirs(dump)
+    with open(os.path.join(dump, "bench_run.json"), "w") as f:
+        json.dump({"args": args, "diverged": True, "wall_s": 1.0, "cpu_s": 1.0}, f)
+
+
+def test_a_finished_run_is_found_from_another_clone_but_not_with_other_settings(tmp_path):
+    recorded = ["--job.config_file", "/elsewhere/clone/configs/debug_cpu.toml", "--optimizer.lr", "0.004"]
+    dump = str(tmp_path / "run")
+    _write_record(dump, recorded)
+    here = ["--job.config_file", "/work/main/configs/debug_cpu.toml", "--optimizer.lr", "0.004"]
+    assert finished_result(dump, here, steps=10).diverged
+    for other in (["--job.config_file", "/work/main/configs/llama3_160m.toml", "--optimizer.lr", "0.004"],
+                  ["--job.config_file", "/work/main/configs/debug_cpu.toml", "--optimizer.lr", "0.008"]):
+        with pytest.raises(BenchError, match="holds a run of other settings"):
+            finished_result(dump, other, steps=10)
