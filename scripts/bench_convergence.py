@@ -64,6 +64,7 @@ from gpa_titan.analysis.study import (
     StudyState,
     confirm_plan,
     drive,
+    load_tuned_settings,
     method_study,
     optimizer_fields,
 )
@@ -285,12 +286,11 @@ def write_study_md(path, spec, a, manifest, outcomes, launcher, figures_md, tabl
 # ------------------------------------------------------------------------------------ confirm
 def run_confirm(a) -> int:
     try:
-        with open(a.confirm) as f:
-            tuned = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"error: --confirm {a.confirm}: {e}") from None
-    if not isinstance(tuned, dict) or not isinstance(tuned.get("methods"), dict) or not tuned["methods"]:
-        raise SystemExit(f"error: --confirm {a.confirm}: no \"methods\" (write it with --study)")
+        tuned = load_tuned_settings(a.confirm)
+    except StudySpecError as e:
+        raise SystemExit(f"error: --confirm {e}") from None
+    if not tuned["methods"]:
+        raise SystemExit(f"error: --confirm {a.confirm}: \"methods\" is empty (write it with --study)")
     setup = dict(SETUP_DEFAULTS) | tuned.get("setup", {})
     started = time.time()
     report = a.report or a.out

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import tempfile
 from collections.abc import Sequence
 
+from gpa_titan.analysis.study import knobs_for_run_length, load_tuned_settings, optimizer_fields
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
 from gpa_titan.optim.table4 import PAPER_MU, diloco_to_gpa
-from gpa_titan.paths import CONFIG_DIR
+from gpa_titan.paths import CONFIG_DIR, TUNED_SETTINGS
 from gpa_titan.titan import memory_plan
 from gpa_titan.titan.memory_plan import GPUS_PER_NODE, NODES
 from gpa_titan.titan.optimizer_registry import OPTIMIZERS as REGISTRY
@@ -101,6 +103,35 @@ GPA_MU_X = round(diloco_to_gpa(PAPER_H, PAPER_MU)[0], 4)
 DILOCO = {key: default_of(DiLoCoAdamW, key) for key in ("inner_steps", "outer_lr", "outer_momentum")}
 if GPA_MU_X != default_of(GPAAdamW, "mu_x") or DILOCO["inner_steps"] != PAPER_H:
     raise SystemExit("the optimizers' defaults no longer follow the paper's H = 32: update this script")
+
+
+# The sweep each paper config's header asks for before a long run: lr at x0.5, x1, x2 of the
+# config's; GPA also over mu_y (the CPU study's choice was far below the paper's 0.9) and the
+# averaging window (Table 4's H; H = 8 and 32 are windows of 0.6% and 2.5% of a 12,208-step run);
+# DiLoCo over H.
+SWEEP_MU_Y = (0.2, 0.5, 0.8, 0.9)
+SWEEP_H = (8, 32)
+SWEEP_DILOCO_H = (8, 32, 64)
+SWEEP_LR_FACTORS = (0.5, 1.0, 2.0)
+CARRY = {"gpa": "mu_y and H", "diloco": "H"}  # what a larger size takes from the 160M sweep
+
+
+def sweep_command(size: str, opt_key: str) -> tuple[list[str], int]:
+    """The ``scripts/sweep.py`` command line to run first for ``configs/llama_<size>_<opt_key>.toml``,
+    and its number of runs."""
+    s = SIZES[size]
+    name = f"llama_{size}_{opt_key}"
+    lrs = [float(f"{s['lr'] * f:.3g}") for f in SWEEP_LR_FACTORS]
+    cmd = ["python", "scripts/sweep.py", "--config", f"configs/{name}.toml", "--name", f"{name}_first"]
+    runs = len(lrs)
+    if opt_key == "gpa":
+        cmd += ["--mu-y", ",".join(map(str, SWEEP_MU_Y)), "--inner-steps", ",".join(map(str, SWEEP_H))]
+        runs *= len(SWEEP_MU_Y) * len(SWEEP_H)
+    elif opt_key == "diloco":
+        cmd += ["--inner-steps", ",".join(map(str, SWEEP_DILOCO_H))]
+        runs *= len(SWEEP_DILOCO_H)
+    cmd += ["--lr", ",".join(map(str, lrs)), "--nodes", str(s["nodes"])]
+    return cmd, runs
 
 
 def fmt(value) -> str:
@@ -188,6 +219,7 @@ def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y
 def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[str, str]:
     s = SIZES[size]
     name = f"llama_{size}_{opt_key}.toml"
+    sweep, runs = sweep_command(size, opt_key)
     tokens_per_step = s["global_batch"] * 2048
     warmup = warmup_steps(s["steps"])
     gpus = 8 * s["nodes"]
@@ -198,7 +230,12 @@ def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[s
         f"{tokens_per_step * s['steps'] / 1e9:.2f}B tokens; warmup {warmup:,} steps (10%), cosine to 0.",
         f"Tokenizer: {s['tokenizer_note']} (python scripts/download_tokenizer.py --help).",
         *memory,
-        "lr: our choice where the paper's text gives none we could verify; sweep it (scripts/sweep.py).",
+        "lr: our choice where the paper's text gives none we could verify; mu_x and mu_y (GPA), H (DiLoCo):",
+        f"the paper's. Sweep first ({runs} runs as one Slurm array; add --dry-run to list them):",
+        "  " + shlex.join(sweep),
+        *([] if size == "160m" or opt_key == "adamw" else [
+            f"  (costly at this size: sweep the 160M config first, then carry {CARRY[opt_key]} over, H as the",
+            f"  same share of the run: H x {s['steps']:,} / 12,208; python scripts/table4.py maps H to mu_x)"]),
         "Launch:",
         f"  one node:  NGPU={min(gpus, 8)} CONFIG_FILE=configs/{name} bash scripts/run_train.sh",
         f"  Slurm:     sbatch --nodes={s['nodes']} slurm/train.sbatch configs/{name}",
@@ -234,16 +271,39 @@ def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[s
     return name, render(header, body)
 
 
+DEMO_STEPS = 400
+
+
+def demo_gpa() -> dict:
+    """GPA-AdamW's settings for the demo: the CPU study's tuned lr, betas and mu_y, and its
+    averaging window as the same share of the run (Table 4's H scaled from the study's length)."""
+    tuned = load_tuned_settings(TUNED_SETTINGS)
+    study_steps, knobs = tuned["setup"]["steps"], tuned["methods"]["GPA-AdamW"]["knobs"]
+    scaled = knobs_for_run_length("GPA-AdamW", knobs, study_steps, DEMO_STEPS)
+    opt = optimizer_fields("GPA-AdamW", scaled, tuned["setup"])
+    return dict(lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]), mu_y=opt["mu_y"], mu_x=opt["mu_x"],
+                study_h=knobs["H"], study_steps=study_steps, h=scaled["H"])
+
+
 def debug_config() -> tuple[str, str]:
+    gpa = demo_gpa()
+    window = 1 / (1 - gpa["mu_x"])
     header = [
         "Offline demo: a ~1M-parameter Llama on a generated corpus with GPA-AdamW. Hardware: any CPU",
         "(2 cores: under 2 minutes) or one GPU. Nothing is downloaded: the corpus and tokenizer are",
         "generated into assets/demo on first use.",
-        "Tokens: 8 x 128 = 1,024 per step x 400 steps = 0.41M tokens; warmup 40 steps, cosine to 0.",
+        f"Tokens: 8 x 128 = 1,024 per step x {DEMO_STEPS} steps = {DEMO_STEPS * 1024 / 1e6:.2f}M tokens; "
+        f"warmup {DEMO_STEPS // 10} steps, cosine to 0.",
+        "GPA-AdamW settings: the CPU tuning study's (docs/results/tuned.json; README, Convergence benchmark):",
+        f"  lr, betas and mu_y as tuned there; its H = {gpa['study_h']:g} over {gpa['study_steps']:,} steps is "
+        f"scaled to this run's length, H = {gpa['h']:.2f}",
+        f"  (a window of {window:.1f} steps, {window / DEMO_STEPS:.1%} of the run). Small-scale values: "
+        "the paper configs keep the paper's.",
         "Launch:",
         "  python -m gpa_titan.train --job.config_file configs/debug_cpu.toml",
         "  torchrun --nproc_per_node=2 -m gpa_titan.train --job.config_file configs/debug_cpu.toml",
         "  other optimizers: --optimizer.name AdamW | ScheduleFree-AdamW | DiLoCo-AdamW --optimizer.inner_steps 8",
+        "  (their tuned lr and betas are in docs/results/tuned.json)",
         "Generated by scripts/make_configs.py: edit that, not this file.",
     ]
     body = sections(
@@ -252,11 +312,11 @@ def debug_config() -> tuple[str, str]:
         flavor="debug",
         tokenizer="./assets/demo",
         optimizer="GPA-AdamW",
-        lr=3e-3,
-        betas=(0.9, 0.95),
-        mu_y=0.8,
-        warmup=40,
-        steps=400,
+        lr=gpa["lr"],
+        betas=gpa["betas"],
+        mu_y=gpa["mu_y"],
+        warmup=DEMO_STEPS // 10,
+        steps=DEMO_STEPS,
         dataset="demo",
         dataset_path="./assets/demo",
         global_batch=-1,
@@ -273,8 +333,8 @@ def debug_config() -> tuple[str, str]:
         tensorboard=True,
         log_freq=20,
     )
-    # the demo is short: a faster average (Table 4 with H = 1, mu = 0.9)
-    body["optimizer"]["mu_x"] = (0.9, "GPA: Table 4, mu = 0.9 and H = 1 (a short demo run)")
+    body["optimizer"]["mu_x"] = (gpa["mu_x"], f"GPA: Table 4, mu = 0.9 and H = {gpa['h']:.2f} (the study's, scaled)")
+    body["optimizer"]["mu_y"] = (gpa["mu_y"], "GPA: the study's (the paper uses 0.9 or 0.8 at 12,208 steps)")
     body["training"]["global_batch_size"] = (-1, "local_batch_size x ranks")
     return "debug_cpu.toml", render(header, body)
 

@@ -42,7 +42,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpa_titan.optim.table4 import PAPER_MU, gpa_mu_x
+from gpa_titan.optim.table4 import PAPER_MU, gpa_mu_x, h_for_run, paper_equivalent_h
 
 # the hyperparameters ("knobs") a study may tune per optimizer; SF's beta1 is its interpolation
 METHOD_KNOBS: dict[str, tuple[str, ...]] = {
@@ -243,6 +243,33 @@ def optimizer_fields(method: str, knobs: dict[str, float], setup: dict[str, Any]
     elif method == "ScheduleFree-AdamW":
         fields |= {"warmup_steps": 0}
     return fields
+
+
+def load_tuned_settings(path: str) -> dict:
+    """A study's tuned settings (``--tuned``, e.g. ``docs/results/tuned.json``); a clear error if
+    the file is missing or is not one."""
+    try:
+        with open(path) as f:
+            tuned = json.load(f)
+    except (OSError, ValueError) as e:
+        raise StudySpecError(f"{path}: {e}; tuned settings are written by scripts/bench_convergence.py "
+                             "--study SPEC --tuned FILE") from None
+    if not isinstance(tuned, dict) or not isinstance(tuned.get("methods"), dict) or "setup" not in tuned:
+        raise StudySpecError(f"{path}: not a study's tuned settings (no \"methods\" or \"setup\"); write it with "
+                             "scripts/bench_convergence.py --study SPEC --tuned FILE")
+    return tuned
+
+
+def knobs_for_run_length(method: str, knobs: dict[str, float], tuned_steps: int, steps: int) -> dict[str, float]:
+    """``knobs`` tuned on ``tuned_steps``-step runs, for a run of ``steps`` steps: H keeps its share
+    of the run (through the paper-equivalent H of ``gpa_titan.optim.table4``); DiLoCo's H is
+    rounded to an integer of at least 1. The other knobs do not depend on the run's length here."""
+    if "H" not in knobs:
+        return dict(knobs)
+    h = h_for_run(paper_equivalent_h(knobs["H"], tuned_steps), steps)
+    if method == "DiLoCo-AdamW":
+        h = max(1, round(h))
+    return knobs | {"H": h}
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ class ReferenceGPAAdamW:
         params: initial weights (x_0 = z_0 = the given tensors), copied to float64.
         betas (tuple[float, float], default (0.9, 0.95)), eps (float, default 1e-8),
         weight_decay (float, default 0.1), mu_x (float, default 0.9967),
-        mu_y (float, default 0.9): as in ``GPAAdamW``. The lr is passed to ``step``.
+        mu_y (float, default 0.2): as in ``GPAAdamW``. The lr is passed to ``step``.
     """
 
-    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, mu_x=0.9967, mu_y=0.9):
+    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, mu_x=0.9967, mu_y=0.2):
         self.x = [p.detach().to(torch.float64).clone() for p in params]
         self.z = [t.clone() for t in self.x]
         self.m = [torch.zeros_like(t) for t in self.x]

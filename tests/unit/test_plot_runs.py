@@ -27,8 +27,12 @@ def plot_runs():
 
 @pytest.fixture(scope="module")
 def base_config():
-    """The resolved config of configs/debug_cpu.toml (GPA-AdamW, 400 steps, validation every 50)."""
-    config = ConfigManager().parse_args(["--job.config_file", DEBUG_CONFIG, "--validation.freq", "100"]).to_dict()
+    """The resolved config of configs/debug_cpu.toml (GPA-AdamW, 400 steps, validation every 100),
+    with the optimizer values these tests expect pinned (lr 0.003, H = 1, mu_y 0.8), so that a
+    new tuned demo setting does not change them."""
+    pinned = ["--optimizer.lr", "0.003", "--optimizer.mu_x", "0.9", "--optimizer.mu_y", "0.8"]
+    config = ConfigManager().parse_args(["--job.config_file", DEBUG_CONFIG, "--validation.freq", "100", *pinned])
+    config = config.to_dict()
     return json.loads(json.dumps(config, default=str))
 
 

@@ -49,3 +49,18 @@ def test_reliability_table_names_real_tests_and_counts_its_rows():
             path = file or path
             source = open(os.path.join(REPO, path)).read()
             assert re.search(rf"^def {name}\(", source, re.M), f"{path}::{name} does not exist"
+
+
+def _committed(*parts: str) -> str:
+    return open(os.path.join(REPO, *parts)).read()
+
+
+def test_convergence_results_are_the_committed_study_output():
+    """The README's result tables are copied from what the study and --confirm wrote."""
+    assert generated_block("convergence-table") in _committed("docs", "results", "peps_confirm", "confirm.md")
+    assert generated_block("mu-y-window-table") in _committed("docs", "results", "peps_study", "tuning_figure9.md")
+
+
+def test_demo_table_is_the_output_of_scripts_demo_curves():
+    assert generated_block("demo-curves") in _committed("docs", "results", "demo_curves.md"), (
+        "run python scripts/demo_curves.py and paste its table")

@@ -61,7 +61,8 @@ def test_a_key_of_another_optimizer_away_from_its_default_warns():
     cfg = config("--optimizer.name", "GPA-AdamW", "--optimizer.inner_steps", "8")
     (warning,) = validate_optimizer_config(cfg.optimizer)
     assert warning.startswith("[optimizer] inner_steps = 8 is ignored: it belongs to DiLoCo-AdamW")
-    cfg = config("--optimizer.name", "DiLoCo-AdamW", "--optimizer.inner_steps", "8")
+    cfg = config("--optimizer.name", "DiLoCo-AdamW", "--optimizer.inner_steps", "8", "--optimizer.mu_x", "0.9",
+                 "--optimizer.mu_y", "0.5")
     assert [w.split(" =")[0] for w in validate_optimizer_config(cfg.optimizer)] == [
-        "[optimizer] mu_x", "[optimizer] mu_y",  # the demo config's GPA settings
+        "[optimizer] mu_x", "[optimizer] mu_y",
     ]
