@@ -33,6 +33,8 @@ class ScheduleFreeAdamW(PrimalAveragingAdamW):
             averaging weights use the largest lr seen so far, squared).
         betas (tuple[float, float], default (0.9, 0.95)): beta1 is the interpolation
             y = beta1 x + (1 - beta1) z (so it must be > 0); beta2 is Adam's second moment.
+            The ``schedulefree`` package's defaults; the CPU tuning study chose beta1 0.5
+            (the lowest of its grid) at small scale (``docs/results/tuned.json``).
         eps (float, default 1e-8): denominator epsilon.
         weight_decay (float, default 0.1): decoupled weight decay on z.
         warmup_steps (int, default 0): Schedule-Free's own linear warmup of lr (use it
