@@ -28,9 +28,11 @@ def checkpoint_copy(dump: str, other: str) -> str:
 
 @pytest.fixture
 def gpa_run(tmp_path, demo_assets):
-    """A GPA run stopped at step 10 with a checkpoint there."""
+    """A GPA run (lr 0.003, mu_x 0.9, whatever the demo config's tuned values) stopped at step 10
+    with a checkpoint there."""
     dump = str(tmp_path / "run")
-    args = tiny_args(dump, demo_assets, 20, "--optimizer.name", "GPA-AdamW", "--job.stop_after_steps", "10")
+    args = tiny_args(dump, demo_assets, 20, "--optimizer.name", "GPA-AdamW", "--job.stop_after_steps", "10",
+                     "--optimizer.lr", "0.003", "--optimizer.mu_x", "0.9")
     run_trainer(1, args)
     assert os.path.exists(os.path.join(dump, "checkpoint", "step-10", ".metadata"))
     return dump, args
