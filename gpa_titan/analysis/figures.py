@@ -230,6 +230,15 @@ def table2(points: list[Point]) -> tuple[str, dict]:
     return "\n".join([intro, "", *lines, *details]), data
 
 
+
+def _h_axis(ax, hs: list, steps: int) -> None:
+    """A log x axis of H, each tick also labelled with its paper-equivalent H."""
+    if hs:
+        ax.set_xscale("log")
+        ax.set_xticks(hs)
+        ax.set_xticklabels([f"{fmt_h(h)}\n({num(paper_equivalent_h(h, steps))})" for h in hs])
+    ax.set_xlabel(f"H (paper-equivalent H at {PAPER_STEPS:,} steps)")
+
 def plot_table2(data: dict, path: str, title: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
@@ -243,11 +252,7 @@ def plot_table2(data: dict, path: str, title: str) -> None:
         elif ys and ys[0] is not None:
             ax.axhline(ys[0]["final_mean"], linestyle="--" if method == "AdamW" else ":", color="grey" if
                        method == "AdamW" else "tab:purple", label=f"{method} (no H)")
-    if hs:
-        ax.set_xscale("log")
-        ax.set_xticks(hs)
-        ax.set_xticklabels([f"{fmt_h(h)}\n({num(paper_equivalent_h(h, data['steps']))})" for h in hs])
-    ax.set_xlabel(f"H (paper-equivalent H at {PAPER_STEPS:,} steps)")
+    _h_axis(ax, hs, data["steps"])
     ax.set_ylabel("final validation loss")
     _finish(fig, ax, path, title)
 
@@ -309,11 +314,7 @@ def plot_figure1b(data: dict, path: str, title: str) -> None:
             ax.plot(missing, [0.0] * len(missing), marker="x", linestyle="none", color="black",
                     label=f"{method}: not reached")
     ax.axhline(0, color="grey", linewidth=0.8)
-    if hs:
-        ax.set_xscale("log")
-        ax.set_xticks(hs)
-        ax.set_xticklabels([f"{fmt_h(h)}\n({num(paper_equivalent_h(h, data['steps']))})" for h in hs])
-    ax.set_xlabel(f"H (paper-equivalent H at {PAPER_STEPS:,} steps)")
+    _h_axis(ax, hs, data["steps"])
     ax.set_ylabel("speedup vs AdamW (% fewer steps)")
     _finish(fig, ax, path, title)
 
