@@ -12,13 +12,16 @@ import math
 PAPER_MU = 0.9  # the outer momentum of the paper's DiLoCo runs, and the mu of its Table 4
 
 
+def _check_mu(mu: float) -> None:
+    if not 0 < mu < 1:
+        raise ValueError(f"mu={mu!r} must lie in (0, 1)")
+
+
 def diloco_to_gpa(inner_steps: int, mu: float = PAPER_MU) -> tuple[float, float]:
     """(mu_x, mu_y) for DiLoCo with ``inner_steps`` H and outer momentum ``mu``."""
     if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 1:
         raise ValueError(f"inner_steps={inner_steps!r} must be an integer >= 1")
-    if not 0 < mu < 1:
-        raise ValueError(f"mu={mu!r} must lie in (0, 1)")
-    return mu ** (1.0 / inner_steps), mu
+    return gpa_mu_x(inner_steps, mu), mu
 
 
 def effective_inner_steps(mu_x: float, mu: float = PAPER_MU) -> float | None:
@@ -26,8 +29,7 @@ def effective_inner_steps(mu_x: float, mu: float = PAPER_MU) -> float | None:
     ``diloco_to_gpa``, not rounded); None for mu_x = 0 (plain AdamW: no averaging)."""
     if not 0 <= mu_x < 1:
         raise ValueError(f"mu_x={mu_x!r} must lie in [0, 1)")
-    if not 0 < mu < 1:
-        raise ValueError(f"mu={mu!r} must lie in (0, 1)")
+    _check_mu(mu)
     return None if mu_x == 0 else math.log(mu) / math.log(mu_x)
 
 
@@ -46,11 +48,6 @@ def effective_inner_steps(mu_x: float, mu: float = PAPER_MU) -> float | None:
 # H = 2.6 (mu_x = 0.9606, a 25-step window).
 
 PAPER_STEPS = 12208  # the Llama-160M runs of the paper's Table 2 and Figures 1 and 3 (Table 3)
-
-
-def _check_mu(mu: float) -> None:
-    if not 0 < mu < 1:
-        raise ValueError(f"mu={mu!r} must lie in (0, 1)")
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -100,9 +100,8 @@ class GPATrainer(Trainer):
                 f"at least {latest}."
             )
         if latest == cfg.training.steps:
-            done = [latest]
             logger.info(
-                f"This run is complete: {folder} holds step-{done[0]} "
+                f"This run is complete: {folder} holds step-{latest} "
                 f"of [training] steps = {cfg.training.steps}; nothing to do. To train longer, start a new run from its "
                 f"final weights (a new --job.dump_folder with --checkpoint.initial_load_path <that step folder> "
                 "--checkpoint.initial_load_model_only), or continue this one from its latest full checkpoint with a "
