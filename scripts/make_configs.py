@@ -156,6 +156,12 @@ def render(header: list[str], sections: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+DATASET_PATH_NOTES = {
+    "c4": "empty: stream allenai/c4 from the hub; else a folder of C4 shards",
+    "demo": 'the demo corpus is generated here; for a folder of C4 shards set dataset = "c4" too',
+}
+
+
 def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y, warmup, steps,
              dataset, dataset_path, global_batch, local_batch, seq_len, dtype_param, ckpt, ckpt_interval,
              ac, compile_, val_batch, val_freq, val_steps, tensorboard, log_freq) -> dict[str, dict]:
@@ -180,7 +186,7 @@ def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y
         "lr_scheduler": dict(warmup_steps=(warmup, "10% of the steps"), decay_type="cosine", min_lr_factor=0.0),
         "training": dict(
             dataset=dataset,
-            dataset_path=(dataset_path, "empty: stream allenai/c4 from the hub; else a folder of C4 shards"),
+            dataset_path=(dataset_path, DATASET_PATH_NOTES[dataset]),
             global_batch_size=(global_batch, "sequences per step, whatever the GPU count"),
             local_batch_size=local_batch,
             seq_len=seq_len,

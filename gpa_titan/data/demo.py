@@ -8,17 +8,25 @@ on-disk format (``c4-train.00000-of-00001.json.gz``, ``c4-validation...``), so i
 by exactly the code that reads real C4 shards. The tokenizer is a byte-level BPE trained
 on the training split with Hugging Face ``tokenizers`` and saved as ``tokenizer.json``
 plus ``tokenizer_config.json`` (BOS/EOS), the layout TorchTitan's tokenizer loads.
+``gpa_titan_demo.json``, written last, marks a complete demo and records its parameters.
+Only a missing or empty folder, or one holding a demo marked so, is ever written: a folder
+holding anything else (real C4 shards, which the demo files would sort before and mix into
+training) is an error naming the setting, the folder, what it holds and the fix.
 
     python scripts/make_demo_data.py --out assets/demo
 """
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import json
 import os
 import random
 import tempfile
+import time
+
+from .documents import SPLIT_PATTERNS, DataConfigError, shown_names
 
 DEMO_VOCAB_SIZE = 1024
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
@@ -125,29 +133,168 @@ def train_bpe_tokenizer(train_file: str, out_dir: str, vocab_size: int, max_docu
         json.dump({"bos_token": BOS, "eos_token": EOS, "add_bos_token": True, "add_eos_token": False}, f, indent=2)
 
 
-def build_demo_assets(out_dir: str, documents: int = 3000, seed: int = 0, vocab_size: int = DEMO_VOCAB_SIZE) -> str:
+MARKER = "gpa_titan_demo.json"  # written last: the folder holds a complete demo made with these parameters
+DEMO_FILES = (
+    "c4-train.00000-of-00001.json.gz",
+    "c4-validation.00000-of-00001.json.gz",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
+_BUILD_PREFIX = "gpa_titan_demo_build-"  # the private folder a build writes into before moving its files
+
+# What to do instead, by the setting that named a folder holding other files.
+_FIXES = {
+    "[training] dataset_path": (
+        'To train on {shards} set [training] dataset = "c4" (and [validation] dataset = "c4"); for the demo '
+        "point [training] dataset_path at a missing or empty folder such as assets/demo."
+    ),
+    "[validation] dataset_path": (
+        'To validate on {shards} set [validation] dataset = "c4"; for the demo point [validation] dataset_path '
+        "at a missing or empty folder such as assets/demo."
+    ),
+    "[model] hf_assets_path": (
+        "For the demo's tokenizer point [model] hf_assets_path at a missing or empty folder such as assets/demo "
+        "(the demo folder of [training] dataset_path); to use a tokenizer of your own, put its tokenizer.json there."
+    ),
+    "--out": "Choose a missing or empty folder for --out.",
+}
+
+
+def _params(documents: int, seed: int, vocab_size: int) -> dict:
+    return {"generator": "gpa_titan.data.demo", "documents": documents, "seed": seed, "vocab_size": vocab_size,
+            "files": list(DEMO_FILES)}
+
+
+def _is_leftover(folder: str, name: str) -> bool:
+    """A private build folder (ours, or a ``tmp*`` one of the generator before the marker) that
+    holds nothing but demo files: a build under way in another process, or one killed half way."""
+    path = os.path.join(folder, name)
+    if not (name.startswith(_BUILD_PREFIX) or name.startswith("tmp")) or not os.path.isdir(path):
+        return False
+    try:
+        return set(os.listdir(path)) <= {*DEMO_FILES, MARKER}
+    except FileNotFoundError:  # its build just finished
+        return True
+
+
+def _generated_here(folder: str) -> bool:
+    """Whether the four demo files in ``folder`` are this generator's (its documents' URLs and
+    its tokenizer settings), not a user's shards and tokenizer that happen to bear those names."""
+    try:
+        with gzip.open(os.path.join(folder, DEMO_FILES[0]), "rt", encoding="utf-8") as f:
+            first = json.loads(f.readline())
+        with open(os.path.join(folder, "tokenizer_config.json")) as f:
+            config = json.load(f)
+    except (OSError, EOFError, ValueError):
+        return False
+    return str(first.get("url", "")).startswith("demo://doc/") and config.get("bos_token") == BOS
+
+
+def demo_folder_state(folder: str) -> str:
+    """What ``folder`` holds, for the demo generator: ``"missing"``; ``"empty"``; ``"demo"`` (its
+    marker and nothing but demo files); ``"unmarked"`` (exactly the four demo files this generator
+    wrote, before it wrote a marker); ``"other"`` (anything else: never written)."""
+    if not os.path.lexists(folder):
+        return "missing"
+    if not os.path.isdir(folder):
+        return "other"
+    rest = {n for n in os.listdir(folder) if not _is_leftover(folder, n)}
+    if not rest:
+        return "empty"
+    if MARKER in rest and rest <= {*DEMO_FILES, MARKER}:
+        return "demo"
+    if rest == set(DEMO_FILES) and _generated_here(folder):
+        return "unmarked"
+    return "other"
+
+
+def describe_folder(folder: str) -> str:
+    """What a folder holds, in words: ``3 C4 shards (c4-train..., ...) and 1 other file (notes.txt)``."""
+    if not os.path.isdir(folder):
+        return "a file, not a folder"
+    names = sorted(os.listdir(folder))
+    dirs = [n for n in names if os.path.isdir(os.path.join(folder, n))]
+    files = [n for n in names if n not in dirs]
+    shards = [n for n in files if any(fnmatch.fnmatchcase(n, p) for p in SPLIT_PATTERNS.values())]
+    others = [n for n in files if n not in shards]
+    parts = []
+    for items, one, many in ((shards, "C4 shard", "C4 shards"), (others, "other file", "other files"),
+                             (dirs, "folder", "folders")):
+        if items:
+            parts.append(f"{len(items)} {one if len(items) == 1 else many} ({shown_names(items, first=3)})")
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
+def _refuse(folder: str, key: str) -> DataConfigError:
+    what = describe_folder(folder)
+    shards = "those shards" if "C4 shard" in what else "C4 shards"
+    fix = _FIXES.get(key, "Point {key} at a missing or empty folder such as assets/demo.")
+    return DataConfigError(
+        f"{key} = {folder!r} holds {what}: the demo generator writes its corpus and tokenizer only into a missing "
+        f"or empty folder, or one holding a demo it generated (marked by {MARKER}), and never into a folder "
+        f"holding other files. " + fix.format(shards=shards, key=key)
+    )
+
+
+def _state_after_other_builds(folder: str, key: str, wait_s: float = 60.0) -> str:
+    """``demo_folder_state``, waiting out another process that is moving its finished build into
+    place (some demo files and its build folder, no marker yet); a folder holding anything else
+    raises ``DataConfigError`` naming ``key``, the folder, what it holds and the fix."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        state = demo_folder_state(folder)
+        if state != "other":
+            return state
+        names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        building = {n for n in names if n.startswith(_BUILD_PREFIX) and _is_leftover(folder, n)}
+        if not building or not names - building <= set(DEMO_FILES) or time.monotonic() > deadline:
+            raise _refuse(folder, key)
+        time.sleep(0.1)
+
+
+def build_demo_assets(out_dir: str, documents: int = 3000, seed: int = 0, vocab_size: int = DEMO_VOCAB_SIZE,
+                      key: str = "out_dir") -> str:
     """Write the demo corpus and tokenizer to ``out_dir`` unless they are already there.
 
+    Only a missing or empty folder, or one holding a demo this generator made (its marker,
+    ``gpa_titan_demo.json``, records the parameters), is written; a folder holding anything
+    else (real C4 shards, a tokenizer, notes) raises ``DataConfigError`` naming ``key`` (the
+    setting that named the folder), the folder, what it holds and the fix, and is left as it
+    is. A marked demo made with these parameters is reused; with other ones it is rebuilt.
+
     Safe when several ranks call it at once: each builds in a private temporary folder
-    and moves the finished files into place atomically (the content is deterministic).
+    and moves the finished files into place atomically (the content is deterministic),
+    the marker last.
     """
-    names = [
-        "c4-train.00000-of-00001.json.gz",
-        "c4-validation.00000-of-00001.json.gz",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ]
-    if all(os.path.exists(os.path.join(out_dir, n)) for n in names):
-        return out_dir
+    wanted = _params(documents, seed, vocab_size)
+    state = _state_after_other_builds(out_dir, key)
+    if state == "demo" and all(os.path.exists(os.path.join(out_dir, n)) for n in DEMO_FILES):
+        try:
+            with open(os.path.join(out_dir, MARKER)) as f:
+                if json.load(f) == wanted:
+                    return out_dir
+        except (OSError, ValueError):
+            pass  # unreadable marker: rebuild
+    # "unmarked": a folder made before the marker existed (exactly the four demo files, maybe a
+    # leftover tmp* build folder, and documents and tokenizer settings that are this generator's).
+    # Its parameters are unknown (scripts/gpu_train_check.py used 20,000 documents), so it is
+    # rebuilt with the requested ones (once, about a CPU minute) rather than adopted as is: the
+    # demo then always matches [data] demo_documents, and a folder of a user's own files that
+    # merely bears these names fails _generated_here and is never written.
     os.makedirs(out_dir, exist_ok=True)
     rng = random.Random(seed)
     docs = [make_document(rng) for _ in range(documents)]
     n_val = max(1, documents // 20)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        _write_split(os.path.join(tmp, names[0]), docs[n_val:])
-        _write_split(os.path.join(tmp, names[1]), docs[:n_val])
-        train_bpe_tokenizer(os.path.join(tmp, names[0]), tmp, vocab_size)
-        for n in names:
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=_BUILD_PREFIX) as tmp:
+        _write_split(os.path.join(tmp, DEMO_FILES[0]), docs[n_val:])
+        _write_split(os.path.join(tmp, DEMO_FILES[1]), docs[:n_val])
+        train_bpe_tokenizer(os.path.join(tmp, DEMO_FILES[0]), tmp, vocab_size)
+        with open(os.path.join(tmp, MARKER), "w") as f:
+            json.dump(wanted, f, indent=1)
+        try:  # no marker while files of other parameters may be half replaced
+            os.remove(os.path.join(out_dir, MARKER))
+        except FileNotFoundError:
+            pass
+        for n in (*DEMO_FILES, MARKER):
             os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
     return out_dir
-

@@ -13,11 +13,14 @@ Why not ``torch.compile``? On CPU, inductor's kernel for this update reached onl
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import time
 from types import ModuleType
 
 import torch
 
+logger = logging.getLogger(__name__)
 _SOURCE = os.path.join(os.path.dirname(__file__), "csrc", "gpa_adamw_cpu.cpp")
 _ISA_FLAGS = {
     "AVX512": [
@@ -36,20 +39,25 @@ _ISA_FLAGS = {
 @functools.cache
 def cpu_kernel() -> ModuleType:
     """Build (or load the cached build of) the extension; raise a clear error if it fails."""
-    from torch.utils.cpp_extension import load
+    from torch.utils.cpp_extension import _get_build_directory, load
 
     isa = torch.backends.cpu.get_cpu_capability()
     flags = _ISA_FLAGS.get(isa, [])  # other ISAs: ATen's portable Vectorized<T>
+    name = f"gpa_titan_adamw_cpu_{isa.lower()}_v2"
+    build_dir = _get_build_directory(name, verbose=False)
+    first_build = not os.path.exists(os.path.join(build_dir, f"{name}.so"))
+    if first_build:  # said once per process: a new user otherwise sees no step for a minute
+        logger.warning(f"Building the fused CPU kernel of the GPA optimizers (first use on this machine: about "
+                       f"30-90 s on 2 cores, once; cached in {build_dir})")
+    start = time.perf_counter()
     try:
-        return load(
-            name=f"gpa_titan_adamw_cpu_{isa.lower()}_v2",
-            sources=[_SOURCE],
-            extra_cflags=["-O3", *flags],
-            verbose=False,
-        )
+        module = load(name=name, sources=[_SOURCE], extra_cflags=["-O3", *flags], verbose=False)
     except Exception as e:  # compiler missing, headers missing, ...
         raise RuntimeError(
             "Building GPAAdamW's CPU kernel failed (it needs a C++ compiler, e.g. g++). "
             "Use GPAAdamW(..., implementation='foreach') or [optimizer] implementation = "
             f'"foreach" instead. Cause: {e}'
         ) from e
+    if first_build:
+        logger.warning(f"Built the fused CPU kernel in {time.perf_counter() - start:.0f} s")
+    return module

@@ -2,23 +2,25 @@
 
 TorchTitan merges these dataclasses into its own, so every field is settable in TOML
 (``[optimizer] mu_x = 0.99``) and on the command line (``--optimizer.mu_x 0.99``). The
-optimizer fields take their defaults from the optimizer classes, and
-``validate_job_config`` checks them at start-up with the optimizers' own checks, naming
-the TOML key.
+optimizer fields take their defaults from the optimizer classes. ``validate_job_config``
+runs the start-up checks of every setting, these and TorchTitan's (``start_checks.CHECKS``),
+naming the TOML key.
 """
 
 # no `from __future__ import annotations`: TorchTitan reads these fields' types at run time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from torchtitan.tools.logging import logger
 
-from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, HyperparameterError, ScheduleFreeAdamW
+from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
 
-from .optimizer_registry import EXTRA_FIELDS, OPTIMIZER_NAMES, OPTIMIZERS, default_of, toml_key
-
-
-class ConfigError(ValueError):
-    """A setting is out of range or inconsistent; the message names the key and the fix."""
+from .optimizer_registry import default_of
+from .start_checks import (  # noqa: F401  (ConfigError, validate_optimizer_config: imported from here too)
+    OPTIMIZER_FIELD_DEFAULTS,
+    ConfigError,
+    run_start_checks,
+    validate_optimizer_config,
+)
 
 
 @dataclass
@@ -83,61 +85,17 @@ class JobConfig:
     data: Data = field(default_factory=Data)
 
 
-OPTIMIZER_FIELD_DEFAULTS = {f.name: f.default for f in fields(Optimizer) if f.name in EXTRA_FIELDS}
+def validate_job_config(job_config, world_size: int | None = None, environ=None) -> list[str]:
+    """Run the start-up checks (``start_checks.CHECKS``, TorchTitan's keys included): raise
+    ``ConfigError`` naming the TOML key, its value and the fix for the first setting that is out
+    of range or inconsistent; log and return warnings about settings that have no effect.
 
-
-def validate_optimizer_config(opt) -> list[str]:
-    """Check ``[optimizer]`` with the chosen optimizer's own checks (``ConfigError`` naming the
-    TOML key); return warnings for keys of other optimizers set away from their defaults."""
-    if opt.name not in OPTIMIZERS:
-        raise ConfigError(f"[optimizer] name = {opt.name!r} is not known; choose one of {list(OPTIMIZER_NAMES)}")
-    spec = OPTIMIZERS[opt.name]
-    try:
-        spec.validate(opt)
-    except HyperparameterError as e:
-        raise ConfigError(
-            f"[optimizer] {toml_key(e)} = {e.value!r} is out of range for {opt.name}: it must be {e.requirement}"
-        ) from None
-    warnings = []
-    for key, default in OPTIMIZER_FIELD_DEFAULTS.items():
-        owner = EXTRA_FIELDS[key]
-        value = getattr(opt, key)
-        if owner is not spec and value != default:
-            warnings.append(
-                f"[optimizer] {key} = {value!r} is ignored: it belongs to {owner.name}, and this run uses "
-                f"{opt.name} (remove it, or set it back to its default {default!r}, to silence this warning)"
-            )
-    return warnings
-
-
-def validate_job_config(job_config) -> list[str]:
-    """Raise ``ConfigError`` naming the TOML key when a setting of ours is out of range;
-    log and return warnings about settings that have no effect."""
-    warnings = validate_optimizer_config(job_config.optimizer)
-    steps = job_config.training.steps
-    if steps <= 0:
-        raise ConfigError(f"[training] steps = {steps}: a run needs at least one step; set a positive number")
-    opt = job_config.optimizer
-    if opt.name == "DiLoCo-AdamW" and opt.inner_steps > steps:
-        raise ConfigError(
-            f"[optimizer] inner_steps = {opt.inner_steps} is larger than [training] steps = {steps}: DiLoCo's outer "
-            "step would never run, and the evaluation weights (validated, checkpointed, exported) would stay the "
-            "initial ones. Lower inner_steps (the paper uses 8-128 over 12,208 steps) or raise steps."
-        )
-    if opt.name == "DiLoCo-AdamW" and steps % opt.inner_steps:
-        warnings.append(
-            f"[optimizer] inner_steps = {opt.inner_steps} does not divide [training] steps = {steps}: the last "
-            f"{steps % opt.inner_steps} inner steps are never folded into the outer (evaluation) weights"
-        )
-    if job_config.job.stop_after_steps == 0 or job_config.job.stop_after_steps < -1:
-        raise ConfigError(f"[job] stop_after_steps = {job_config.job.stop_after_steps} must be -1 or >= 1")
-    if job_config.model.vocab_size != -1 and job_config.model.vocab_size < 1:
-        raise ConfigError(f"[model] vocab_size = {job_config.model.vocab_size} must be -1 (the flavor's) or >= 1")
-    if job_config.validation.enable and job_config.validation.steps < 1:
-        raise ConfigError(
-            f"[validation] steps = {job_config.validation.steps}: set a positive number of batches; "
-            "the validation set is fixed (the same batches at every evaluation), so it needs a size"
-        )
+    Args:
+        job_config: the parsed JobConfig.
+        world_size (int | None): the number of ranks; None: ``WORLD_SIZE`` (1 when unset).
+        environ (Mapping | None): the environment (``GPA_PREEMPT_SIGNAL``); None: ``os.environ``.
+    """
+    warnings = run_start_checks(job_config, world_size, environ)
     for warning in warnings:
         logger.warning(warning)
     return warnings

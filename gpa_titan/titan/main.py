@@ -3,11 +3,18 @@
 Works unchanged with ``torchrun --nproc_per_node=N -m gpa_titan.train ...`` on CUDA (NCCL)
 and on CPU (gloo). A single process without torchrun gets a one-rank environment.
 
-A settings mistake ends the run with one line, ``error: <message>`` on stderr (from rank 0;
-every rank exits with code 2), instead of a traceback: the config file is checked before
-TorchTitan reads it (``settings_check``), and the start-up checks' own errors
-(``SHORT_ERRORS``) are caught around the trainer. A data error met during training (a
-corrupt shard) is printed by whichever rank met it, since the others never see it.
+A settings mistake ends the run with one line, ``error: <message>`` on stderr, and exit code 2
+(3 for a diverged run, 4 for a preempted run that had nothing to save), instead of a
+traceback: the config file is checked before TorchTitan reads it (``settings_check``), and
+the start-up checks' own errors (``short_errors``) are caught around the trainer.
+
+On several ranks the message is printed once: every failing rank posts it to the job's
+rendezvous store; rank 0 prints its own, and another rank prints its message (as
+``error: [rank N] ...``) only when rank 0 has not posted the same one within a few
+seconds, so an error that only rank 1 meets (a shard or validation split of its own) is
+never lost, and one that every rank meets is not repeated. Under ``torchrun`` the failing
+rank's exit ends the other ranks; the launcher's failure summary repeats the one line
+(written to its error file) instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,12 +22,16 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import traceback
 
 from .settings_check import SettingsError, check_settings
 
 EXIT_SETTINGS = 2  # like argparse's usage errors
 EXIT_DIVERGED = 3  # the divergence guard stopped the run (every rank sees the same values)
+EXIT_PREEMPTED_UNSAVED = 4  # preempted with checkpoints off: stopped, nothing saved (slurm/train.sbatch: no requeue)
+EXIT_PEER_FAILED = 1  # another rank failed first and said why; this one stops without a line of its own
+# how a collective fails when another rank has exited (gloo; NCCL ranks are ended by torchrun first)
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+AGREE_SECONDS = 10  # how long another rank waits for rank 0 to post the same error before printing its own
 
 
 def _free_port() -> int:
@@ -56,22 +67,68 @@ def one_line(error: BaseException) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-def _during_training(error: BaseException) -> bool:
-    """Whether ``error`` came out of ``Trainer.train`` (after start-up), where it may concern
-    only this rank's data."""
-    train_py = os.path.join("torchtitan", "train.py")
-    return any(frame.name == "train" and frame.filename.endswith(train_py)
-               for frame in traceback.extract_tb(error.__traceback__))
+def _rendezvous_store():
+    """The job's key-value store when several ranks run under an initialised process group."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (RuntimeError, ValueError):
+        return None
 
 
-def fail(error: BaseException, code: int = EXIT_SETTINGS, every_rank_knows: bool = False) -> None:
-    """Print ``error: <message>`` (rank 0, or this rank for an error met while training that
-    only it may have seen) and exit with ``code``."""
-    rank = os.environ.get("RANK", "0")
-    if rank == "0":
-        print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
-    elif _during_training(error) and not every_rank_knows:
-        print(f"error: [rank {rank}] {one_line(error)}", file=sys.stderr, flush=True)
+def _error_key(rank: int) -> str:
+    return f"gpa_titan/error/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{rank}"
+
+
+def _rank0_posted(store, message: str) -> bool:
+    """Whether rank 0 posts the same message within ``AGREE_SECONDS``."""
+    from datetime import timedelta
+
+    try:
+        store.wait([_error_key(0)], timedelta(seconds=AGREE_SECONDS))
+        return store.get(_error_key(0)).decode() == message
+    except Exception:  # timed out, or the store is gone (rank 0 ended the job)
+        return False
+
+
+def _write_launcher_error_file(line: str) -> None:
+    """Give torchrun's failure summary the one line instead of a traceback (TorchTitan's
+    ``@record`` wrote the traceback there)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    import json
+    import time
+
+    record = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
+    try:
+        with open(path, "w") as f:
+            json.dump(record, f)
+    except OSError:
+        pass
+
+
+def fail(error: BaseException, code: int = EXIT_SETTINGS) -> None:
+    """Print ``error: <message>`` once for the job (see the module doc) and exit with ``code``."""
+    rank = int(os.environ.get("RANK", "0"))
+    message = one_line(error)
+    store = _rendezvous_store()
+    line = f"error: {message}"
+    if rank == 0:
+        if store is not None:
+            try:
+                store.set(_error_key(0), message)
+            except Exception:
+                pass
+        print(line, file=sys.stderr, flush=True)
+    elif store is not None and not _rank0_posted(store, message):
+        line = f"error: [rank {rank}] {message}"
+        print(line, file=sys.stderr, flush=True)
+    # without a store (before the process group exists) every rank meets the same settings error
+    _write_launcher_error_file(line)
     raise SystemExit(code)
 
 
@@ -88,11 +145,18 @@ def main() -> None:
 
     from . import spec  # noqa: F401  (registers the "gpa_llama3" TrainSpec)
     from .monitor import DivergenceError
-    from .trainer import GPATrainer
+    from .trainer import GPATrainer, PreemptedUnsaved
 
     try:
         torchtitan_main(GPATrainer)
     except short_errors() as e:
         fail(e)
     except DivergenceError as e:
-        fail(e, EXIT_DIVERGED, every_rank_knows=True)
+        fail(e, EXIT_DIVERGED)
+    except PreemptedUnsaved as e:
+        fail(e, EXIT_PREEMPTED_UNSAVED)
+    except Exception as e:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(marker in str(e) for marker in PEER_LOST):
+            _write_launcher_error_file("stopped: another rank failed first (see its error: line or traceback)")
+            raise SystemExit(EXIT_PEER_FAILED) from None
+        raise

@@ -25,7 +25,7 @@ def divergence_message(step: int, what: str, value: float, lr: float | None) -> 
         f"training diverged: the {what} is {value} at step {step}{lr_text}. Likely causes: a learning rate too "
         "high for this model and batch (lower [optimizer] lr or lengthen [lr_scheduler] warmup_steps), no gradient "
         "clipping ([training] max_norm), or bad data. No checkpoint of this model was written; the last finite "
-        "checkpoint is kept. Resume from it with changed settings in a new dump folder."
+        "checkpoint is kept."
     )
 
 

@@ -27,9 +27,24 @@ class EvalWeightsOptimizersContainer(OptimizersContainer):
     Args: those of TorchTitan's ``OptimizersContainer`` (model parts, optimizer class, kwargs).
     """
 
+    # param-group entries that are state, not settings (kept from a checkpoint on load)
+    STATE_KEYS = frozenset({"params", "step", "train_mode", "initial_lr", "lr_max", "weight_sum"})
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.swap_hooks: list[Callable[[], None]] = []
+        self._configured = [
+            [{k: v for k, v in group.items() if k not in self.STATE_KEYS} for group in opt.param_groups]
+            for opt in self.optimizers
+        ]
+
+    def reapply_configured_hyperparameters(self) -> None:
+        """Put this launch's hyperparameters (lr, betas, weight decay, mu_x, ...) back into the
+        param groups after a checkpoint load restored the saved ones; state entries (step
+        counters, mode flags, Schedule-Free's running weights) stay as loaded."""
+        for opt, configured in zip(self.optimizers, self._configured, strict=True):
+            for group, values in zip(opt.param_groups, configured, strict=True):
+                group.update(values)
 
     def _averaging(self) -> Iterator[EvalModeOptimizer]:
         return (o for o in self.optimizers if isinstance(o, EvalModeOptimizer))

@@ -19,6 +19,7 @@ optimizers the run does not use. The seed counts.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import json
 import os
 import socket
@@ -42,6 +43,8 @@ LAYOUT_KEYS = {
     "job.allow_resume_changes": "this override itself",
     "checkpoint.initial_load_*": "only read when a run starts without checkpoints",
 }
+# keys that set the shapes of the saved state: a checkpoint cannot be loaded across a change, allowed or not
+SHAPE_KEYS = ("model.name", "model.flavor", "model.vocab_size")
 
 
 class RunIdentityError(ConfigError):
@@ -72,7 +75,8 @@ def math_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
     unused = set(unused_optimizer_keys(old_flat)) & set(unused_optimizer_keys(new_flat))
     out = []
     for key in sorted(set(old_flat) | set(new_flat)):
-        if key in unused or (is_ignored(key, LAYOUT_KEYS) and key != SEED_KEY):
+        layout = any(fnmatch.fnmatchcase(key, pattern) for pattern in LAYOUT_KEYS)
+        if key in unused or layout or (is_ignored(key) and key != SEED_KEY):
             continue
         a, b = old_flat.get(key, "<absent>"), new_flat.get(key, "<absent>")
         if a != b:
@@ -102,16 +106,28 @@ def check_folder(dump_folder: str, config: dict[str, Any], allow_changes: bool) 
     return differences
 
 
-def check_checkpoint(checkpoint_dir: str, config: dict[str, Any], allow_changes: bool) -> list[tuple[str, Any, Any]]:
-    """Refuse to resume from a checkpoint written under different math; return the allowed differences."""
+def check_checkpoint(checkpoint_dir: str, config: dict[str, Any], allow_changes: bool,
+                     model_only: bool = False) -> list[tuple[str, Any, Any]]:
+    """Refuse to load a checkpoint written under different math (or, for ``model_only``, a
+    model of another shape); return the allowed differences."""
     path = os.path.join(checkpoint_dir, CHECKPOINT_CONFIG)
     if not os.path.exists(path):
         logger.warning(f"{checkpoint_dir} has no record of the settings it was written under ({CHECKPOINT_CONFIG}): "
-                       "resuming without checking them")
+                       "loading it without checking them")
         return []
     with open(path) as f:
         written = json.load(f)
     written.pop(MODEL_ONLY, None)
+    differences = math_differences(written, config)
+    shapes = [d for d in differences if d[0] in SHAPE_KEYS]
+    if shapes:
+        raise RunIdentityError(
+            f"the checkpoint {checkpoint_dir} holds a model of another shape ({describe_differences(shapes)}, "
+            "checkpoint -> this launch): its weights cannot be loaded into this model, with or without "
+            "--job.allow_resume_changes. Use a new --job.dump_folder and start this model from scratch."
+        )
+    if model_only:
+        return []
     old_name = written.get("optimizer", {}).get("name")
     new_name = config.get("optimizer", {}).get("name")
     if old_name != new_name:
@@ -121,7 +137,6 @@ def check_checkpoint(checkpoint_dir: str, config: dict[str, Any], allow_changes:
             f"--job.dump_folder with --checkpoint.initial_load_path {checkpoint_dir} "
             "--checkpoint.initial_load_model_only (a warm start: fresh optimizer state and schedule)."
         )
-    differences = math_differences(written, config)
     if differences and not allow_changes:
         raise RunIdentityError(
             f"the checkpoint {checkpoint_dir} was written under other settings: {describe_differences(differences)} "
@@ -129,6 +144,8 @@ def check_checkpoint(checkpoint_dir: str, config: dict[str, Any], allow_changes:
             "--job.dump_folder, or add --job.allow_resume_changes to continue with these changes on purpose "
             "(each is logged and recorded in run_info.json's history)."
         )
+    for key, old, new in differences:
+        logger.warning(f"Continuing from {checkpoint_dir} with {key} changed from {show(old)} to {show(new)}")
     return differences
 
 

@@ -132,3 +132,39 @@ def test_two_ranks_print_the_error_once(tmp_path, demo_assets):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode != 0 and errors == [errors[0]] and "mu_y = 1.5 is out of range" in errors[0], proc.stderr
     assert "exitcode  : 2" in proc.stderr, "the rank that failed exited with code 2 (torchrun reports it)"
+
+
+# ------------------------------------------------------- the start-up table (gpa_titan/titan/start_checks.py)
+def refused_at_start(tmp_path, demo_assets, *overrides: str) -> str:
+    """The one ``error:`` line of the tiny demo run with ``overrides``, which must stop before step 1."""
+    proc = train_with(tmp_path, demo_assets, DEBUG_CONFIG, *overrides)
+    error = one_error(proc)
+    assert not re.search(r"step:\s+1\b", proc.stdout + proc.stderr), "it trained"
+    assert not (tmp_path / "run" / "run_info.json").exists(), "it started the run"
+    return error
+
+
+def test_negative_min_lr_factor_is_refused_at_start(tmp_path, demo_assets):
+    error = refused_at_start(tmp_path, demo_assets, "--lr_scheduler.min_lr_factor", "-1.0")
+    assert error.startswith("error: [lr_scheduler] min_lr_factor = -1.0 is outside [0, 1]") and "set it in" in error
+
+
+def test_zero_max_norm_is_refused_at_start(tmp_path, demo_assets):
+    error = refused_at_start(tmp_path, demo_assets, "--training.max_norm", "0")
+    assert error.startswith("error: [training] max_norm = 0") and "inf" in error
+
+
+def test_zero_log_freq_is_refused_at_start(tmp_path, demo_assets):
+    error = refused_at_start(tmp_path, demo_assets, "--metrics.log_freq", "0")
+    assert error.startswith("error: [metrics] log_freq = 0 ") and "--metrics.log_freq" in error
+
+
+def test_stop_after_steps_without_checkpoints_is_refused_at_start(tmp_path, demo_assets):
+    error = refused_at_start(tmp_path, demo_assets, "--job.stop_after_steps", "1")  # train_with: checkpoints off
+    assert error.startswith("error: [job] stop_after_steps = 1 ") and "--checkpoint.enable" in error
+    assert "--training.steps 1" in error
+
+
+def test_global_batch_not_a_multiple_of_the_local_batch_is_refused_at_start(tmp_path, demo_assets):
+    error = refused_at_start(tmp_path, demo_assets, "--training.global_batch_size", "6")  # local 4, 1 rank
+    assert error.startswith("error: [training] global_batch_size = 6 is not a multiple of") and "-1" in error

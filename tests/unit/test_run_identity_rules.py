@@ -93,3 +93,85 @@ def test_checkpoint_space_is_checked_at_start_up(monkeypatch, tmp_path):
         checkpoint_module.check_checkpoint_space(ckpt, [model], optimizers)
     monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda _: SimpleNamespace(free=10 * needed))
     checkpoint_module.check_checkpoint_space(ckpt, [model], optimizers)  # room for keep_latest_k + 1
+
+
+def test_a_launch_that_changes_only_the_warm_start_path_is_the_same_run_but_the_seed_is_not():
+    base = run_config(cfg(), 1)
+    warm = run_config(cfg("--checkpoint.initial_load_path", "/elsewhere/step-10",
+                          "--checkpoint.no-initial_load_model_only"), 1)
+    assert math_differences(base, warm) == []
+    seeded = run_config(cfg("--debug.seed", "7"), 1)
+    assert [key for key, _, _ in math_differences(base, seeded)] == ["debug.seed"]
+
+
+def test_a_checkpoint_of_another_model_shape_is_refused_even_with_changes_allowed(tmp_path):
+    write_checkpoint_config(str(tmp_path), run_config(cfg(), 1))
+    for args in (("--model.flavor", "small"), ("--model.vocab_size", "2048")):
+        with pytest.raises(RunIdentityError, match="holds a model of another shape") as error:
+            check_checkpoint(str(tmp_path), run_config(cfg(*args), 1), allow_changes=True)
+        assert args[0][2:] in str(error.value) and "Delete" not in str(error.value)
+    # a warm start of the weights only needs the same shapes, not the same optimizer or settings
+    assert check_checkpoint(str(tmp_path), run_config(cfg("--optimizer.name", "AdamW", "--optimizer.lr", "0.1"), 1),
+                            allow_changes=False, model_only=True) == []
+
+
+def test_the_checkpoint_folder_check_does_not_create_the_folder(tmp_path):
+    folder = tmp_path / "run" / "checkpoint"
+    checkpoint_module.check_checkpoint_folder(str(folder))
+    assert not folder.exists() and not (tmp_path / "run").exists(), "TorchTitan would then skip initial_load_path"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunIdentityError, match="cannot be written"):
+        checkpoint_module.check_checkpoint_folder(str(tmp_path / "file" / "checkpoint"))
+
+
+@pytest.mark.parametrize("name", ["GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW", "AdamW"])
+def test_a_load_keeps_the_state_but_puts_back_this_launchs_hyperparameters(name):
+    from gpa_titan.titan.optimizer_container import EvalWeightsOptimizersContainer
+    from gpa_titan.titan.optimizer_registry import get_optimizer_spec
+
+    spec = get_optimizer_spec(name)
+
+    def container(*args):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        return model, EvalWeightsOptimizersContainer([model], spec.cls, spec.build_kwargs(cfg(
+            "--optimizer.name", name, *args).optimizer))
+
+    old_model, old = container()
+    for _ in range(3):
+        old_model(torch.randn(2, 4)).square().sum().backward()
+        old.step()
+        old.zero_grad()
+    changed = ("--optimizer.lr", "0.0005", "--optimizer.weight_decay", "0.03", "--optimizer.mu_x", "0.5",
+               "--optimizer.outer_lr", "0.5", "--optimizer.beta1", "0.7")
+    _, new = container(*changed)
+    new.load_state_dict(old.state_dict())
+    loaded = new.optimizers[0].param_groups[0]
+    assert loaded["lr"] == 0.003 and loaded["weight_decay"] != 0.03, "the load restored the saved values"
+    new.reapply_configured_hyperparameters()
+    group = new.optimizers[0].param_groups[0]
+    assert group["lr"] == 0.0005 and group["weight_decay"] == 0.03 and group["betas"][0] == 0.7
+    for key in ("mu_x", "outer_lr"):
+        if key in group:
+            assert group[key] == 0.5
+    for key in ("step", "train_mode", "lr_max", "weight_sum"):
+        if key in group:
+            assert group[key] == old.optimizers[0].param_groups[0][key], key
+
+
+def test_the_first_cpu_kernel_build_is_announced_once(monkeypatch, tmp_path, caplog):
+    import torch.utils.cpp_extension as cpp_extension
+
+    from gpa_titan.optim import cpu_kernel as kernel_module
+
+    monkeypatch.setattr(cpp_extension, "_get_build_directory", lambda name, verbose: str(tmp_path))
+    monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: "module")
+    with caplog.at_level("WARNING"):
+        assert kernel_module.cpu_kernel.__wrapped__() == "module"
+    assert "Building the fused CPU kernel" in caplog.text and "30-90 s" in caplog.text
+    caplog.clear()
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    (tmp_path / f"gpa_titan_adamw_cpu_{isa}_v2.so").write_text("built")
+    with caplog.at_level("WARNING"):
+        kernel_module.cpu_kernel.__wrapped__()
+    assert "Building" not in caplog.text
