@@ -38,17 +38,25 @@ BPE trained on the data's training split (nothing is downloaded). Three modes:
 H: DiLoCo's inner steps; for GPA Table 4's H (mu_x = 0.9^(1/H)). Outputs also give H relative
 to the run's length (the paper-equivalent H = H x 12,208 / steps, and the averaging window as
 a share of the run; ``gpa_titan/optim/table4.py``).
+
+Arguments are checked before anything is written: an empty list, an empty item, a value
+twice, a value out of range (seeds >= 0, lrs > 0, H >= 1, ...), or an argument of another
+mode (a grid setting with --study / --confirm, --seeds with --study) is one error line
+naming the flag, with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from gpa_titan.analysis.figures import MAPPING_NOTE, Point, comparison_table, describe_point_h, write_figures
 from gpa_titan.analysis.logs import VAL_LOSS, read_tensorboard
@@ -70,16 +78,119 @@ from gpa_titan.analysis.study import (
 )
 from gpa_titan.data.documents import DataConfigError, find_shards
 from gpa_titan.data.tuning_split import carve_tuning_split
-from gpa_titan.optim.table4 import PAPER_MU
+from gpa_titan.optim.table4 import PAPER_MU, diloco_to_gpa
 from gpa_titan.titan.bench import BenchError, Launcher, check_fields, ensure_tokenizer, launch, optimizer_cli, run_env
-from gpa_titan.titan.optimizer_registry import OPTIMIZER_NAMES, OPTIMIZERS, get_optimizer_spec
+from gpa_titan.titan.optimizer_registry import OPTIMIZER_NAMES, OPTIMIZERS
 from gpa_titan.titan.run_args import short_run_args
 
 TUNED_VERSION = 1
 
 
-def csv(cast):
-    return lambda text: [cast(v) for v in text.split(",") if v]
+class ArgumentError(ValueError):
+    """A bad argument, found before anything is written; ``main`` prints it as argparse does (exit 2)."""
+
+
+def csv(cast: Callable, flag: str, example: str, check: Callable[[Any], str | None] = lambda v: None):
+    """An argparse type for a comma-separated list: refuses an empty list, an empty item, an item
+    ``cast`` cannot read, an item ``check`` rejects (it returns what is wrong) and a value twice."""
+
+    def parse(text: str) -> list:
+        items = [item.strip() for item in text.split(",")]
+        if not any(items):
+            raise argparse.ArgumentTypeError(f"{text!r} is an empty list: give at least one value, e.g. "
+                                             f"{flag} {example}")
+        values: list = []
+        for item in items:
+            if not item:
+                raise argparse.ArgumentTypeError(f"{text!r} has an empty item (a stray ','): separate the values by "
+                                                 f"one ',' each, e.g. {flag} {example}")
+            try:
+                value = cast(item)
+            except ValueError:
+                value, problem = None, f"cannot be read as {cast.__name__}"
+            else:
+                problem = check(value)
+            if problem:
+                raise argparse.ArgumentTypeError(f"{item!r} {problem}; e.g. {flag} {example}")
+            if value in values:
+                raise argparse.ArgumentTypeError(f"{item!r} is listed twice: its runs would be the same runs (and "
+                                                 f"one report row); list each value once, e.g. {flag} {example}")
+            values.append(value)
+        return values
+
+    return parse
+
+
+def at_least(low: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type for an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give an integer >= {low}{why}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}; give an integer >= {low}{why}")
+        return value
+
+    return parse
+
+
+def in_range(check: Callable[[float], str | None], example: str) -> Callable[[str], float]:
+    """An argparse type for a finite number that ``check`` accepts (it returns what is wrong)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        problem = "is not a finite number" if not math.isfinite(value) else check(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}; e.g. {example}")
+        return value
+
+    return parse
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def seed_ok(value: int) -> str | None:
+    return None if value >= 0 else "is negative: seeds are integers >= 0"
+
+
+def h_ok(value: int) -> str | None:
+    return None if value >= 1 else "is not an H: inner steps are integers >= 1"
+
+
+def lr_ok(value: float) -> str | None:
+    return None if value > 0 and math.isfinite(value) else "is not a learning rate: give positive finite numbers"
+
+
+def optimizer_ok(name: str) -> str | None:
+    return None if name in OPTIMIZERS else f"is not an optimizer: choose from {','.join(OPTIMIZER_NAMES)}"
+
+
+def mu_ok(value: float) -> str | None:
+    try:
+        diloco_to_gpa(1, value)
+    except ValueError:
+        return "must lie in (0, 1): DiLoCo's outer momentum, GPA's mu for Table 4 (the paper's: 0.9)"
+    return None
+
+
+def mu_y_ok(value: float) -> str | None:
+    return None if 0 < value <= 1 else "must lie in (0, 1] (GPA's mu_y; the paper's: 0.9 or 0.8)"
+
+
+def check_seeds(seeds, where: str) -> list[int]:
+    """``seeds`` read from a file: a non-empty list of distinct integers >= 0."""
+    if (not isinstance(seeds, list) or not seeds or len(set(map(str, seeds))) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise ArgumentError(f"{where} = {seeds!r} is not a non-empty list of distinct integers >= 0; fix it, or "
+                            "give --seeds, e.g. --seeds 0,1,2")
+    return seeds
 
 
 def log(message: str) -> None:
@@ -93,7 +204,7 @@ def check_data(data: str) -> str:
         find_shards(data, "train", key="--data")
         find_shards(data, "validation", key="--data")
     except DataConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise ArgumentError(str(e)) from None
     return data
 
 
@@ -156,14 +267,18 @@ def run_study(a) -> int:
     try:
         spec = StudySpec.load(a.study)
     except (OSError, StudySpecError) as e:
-        raise SystemExit(f"error: --study: {e}") from None
+        raise ArgumentError(f"--study: {e}") from None
     if a.optimizers:
+        missing = [name for name in a.optimizers if name not in {m.name for m in spec.methods}]
+        if missing:
+            raise ArgumentError(f"--optimizers {','.join(a.optimizers)}: {a.study} has no {', '.join(missing)} "
+                                f"(it tunes {', '.join(m.name for m in spec.methods)}); give only those")
         spec.methods = [m for m in spec.methods if m.name in a.optimizers]
     for m in spec.methods:  # every value the spec can name is checked before anything runs
         try:
             check_fields(optimizer_fields(m.name, m.start, spec.setup))
         except Exception as e:
-            raise SystemExit(f"error: --study: {m.name}'s start: {e}") from None
+            raise ArgumentError(f"--study: {m.name}'s start: {e}") from None
     started = time.time()
     report = a.report or os.path.join(a.out, "report")
     tuned_path = a.tuned or os.path.join(report, "tuned.json")
@@ -288,26 +403,30 @@ def run_confirm(a) -> int:
     try:
         tuned = load_tuned_settings(a.confirm)
     except StudySpecError as e:
-        raise SystemExit(f"error: --confirm {e}") from None
+        raise ArgumentError(f"--confirm {e}") from None
     if not tuned["methods"]:
-        raise SystemExit(f"error: --confirm {a.confirm}: \"methods\" is empty (write it with --study)")
+        raise ArgumentError(f"--confirm {a.confirm}: \"methods\" is empty (write it with --study)")
+    missing = [name for name in a.optimizers or [] if name not in tuned["methods"]]
+    if missing:
+        raise ArgumentError(f"--optimizers {','.join(a.optimizers)}: {a.confirm} has no settings for "
+                            f"{', '.join(missing)} (it has {', '.join(tuned['methods'])}); give only those")
     setup = dict(SETUP_DEFAULTS) | tuned.get("setup", {})
-    started = time.time()
-    report = a.report or a.out
-    os.makedirs(report, exist_ok=True)
-    launcher = tokenizer_and_launcher(a, setup, {"final": a.data})
-    plans = {}
+    plans = {}  # checked in full before anything is written
     for name, entry in tuned["methods"].items():
         if a.optimizers and name not in a.optimizers:
             continue
         if name not in METHOD_KNOBS:
-            raise SystemExit(f"error: --confirm {a.confirm}: unknown optimizer {name!r}")
+            raise ArgumentError(f"--confirm {a.confirm}: unknown optimizer {name!r}")
         knobs = entry.get("knobs", {})
         fields = optimizer_fields(name, knobs, setup)
         if entry.get("optimizer") and {k: v for k, v in entry["optimizer"].items()} != fields:
-            raise SystemExit(f"error: --confirm {a.confirm}: {name}'s optimizer values {entry['optimizer']} do not "
-                             f"match its knobs {knobs} (edit both, or rerun the study)")
+            raise ArgumentError(f"--confirm {a.confirm}: {name}'s optimizer values {entry['optimizer']} do not "
+                                f"match its knobs {knobs} (edit both, or rerun the study)")
         plans[name] = confirm_plan(name, knobs, a.seeds)
+    started = time.time()
+    report = a.report or a.out
+    os.makedirs(report, exist_ok=True)
+    launcher = tokenizer_and_launcher(a, setup, {"final": a.data})
     log(setup_line(setup, a.data))
     try:
         outcomes = drive(plans, launcher.execute, a.jobs)
@@ -393,6 +512,41 @@ def run_grid(a) -> int:
 
 
 # ---------------------------------------------------------------------------------------- main
+GRID_DEFAULTS: dict[str, Any] = {  # the shared grid's own arguments (refused with --study / --confirm)
+    "lrs": [1e-3, 3e-3], "inner_steps": [8], "mu": PAPER_MU, "mu_y": 0.9, "outer_lr": 0.75, "steps": 400,
+    "seq_len": 128, "batch": 16, "val_every": 25, "val_batches": 8, "flavor": "small", "vocab_size": 4096,
+    "tokenizer_docs": 20000,
+}
+BPE_BASE = 258  # the byte-level BPE's 256 bytes and its 2 special tokens
+
+
+def check_arguments(a) -> None:
+    """What no single argument's type can see: arguments of another mode, and relations."""
+    mode = "--study" if a.study else "--confirm" if a.confirm else None
+    if mode:
+        given = [key for key in GRID_DEFAULTS if getattr(a, key) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            source = "SPEC.json's setup and grids" if a.study else "TUNED.json's setup and settings"
+            raise ArgumentError(f"{flag} belongs to the shared grid (without --study / --confirm); {mode} takes its "
+                                f"values from {source}, so it would be ignored: remove {flag}")
+    for key, default in GRID_DEFAULTS.items():
+        if getattr(a, key) is None:
+            setattr(a, key, default)
+    if a.study and a.seeds is not None:
+        raise ArgumentError("--seeds is ignored by --study (its final seeds are the spec's final.seeds): remove "
+                            "--seeds, or run --confirm TUNED.json --seeds ... afterwards")
+    if a.tuned and not a.study:
+        raise ArgumentError(f"--tuned {a.tuned} is where --study writes its tuned settings; without --study it "
+                            "would be ignored: remove it (--confirm reads the file it is given)")
+    if a.report and not mode:
+        raise ArgumentError(f"--report {a.report}: the shared grid writes its report into --out {a.out}; remove "
+                            "--report (it is for --study / --confirm)")
+    if not mode and a.val_every > a.steps:
+        raise ArgumentError(f"--val-every {a.val_every} is longer than the run (--steps {a.steps}): validation would "
+                            f"run only at steps 1 and {a.steps}; give --val-every <= --steps")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group()
@@ -403,48 +557,56 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", help="where the study's / confirm's tables and figures go (study: <out>/report; "
                                      "confirm: <out>)")
     ap.add_argument("--tuned", help="--study: where to write the tuned settings (default <report>/tuned.json)")
-    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each on --threads-per-run CPU threads)")
-    ap.add_argument("--threads-per-run", type=int, default=1, help="CPU threads per run (0: torch's default)")
+    ap.add_argument("--jobs", type=at_least(1, " (runs at a time)"), default=1,
+                    help="runs at a time (each on --threads-per-run CPU threads)")
+    ap.add_argument("--threads-per-run", type=at_least(0, " (0: torch's default)"), default=1,
+                    help="CPU threads per run (0: torch's default)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--optimizers", type=csv(str), default=None, help="only these optimizers (default: all)")
-    ap.add_argument("--seeds", type=csv(int), default=None,
+    ap.add_argument("--optimizers", type=csv(str, "--optimizers", "AdamW,GPA-AdamW", optimizer_ok), default=None,
+                    help="only these optimizers (default: all)")
+    ap.add_argument("--seeds", type=csv(int, "--seeds", "0,1,2", seed_ok), default=None,
                     help="grid: seeds (default 0,1); --confirm: seeds (default: the study's final seeds)")
+    g = GRID_DEFAULTS
     grid = ap.add_argument_group("shared grid (without --study / --confirm)")
-    grid.add_argument("--lrs", type=csv(float), default=[1e-3, 3e-3], help="the shared learning-rate grid")
-    grid.add_argument("--inner-steps", type=csv(int), default=[8], help="H values (GPA: mu_x = mu^(1/H))")
-    grid.add_argument("--mu", type=float, default=PAPER_MU, help="DiLoCo outer momentum; GPA's mu for Table 4")
-    grid.add_argument("--mu-y", type=float, default=0.9, help="GPA mu_y")
-    grid.add_argument("--outer-lr", type=float, default=0.75, help="DiLoCo outer learning rate")
-    grid.add_argument("--steps", type=int, default=400)
-    grid.add_argument("--seq-len", type=int, default=128)
-    grid.add_argument("--batch", type=int, default=16, help="sequences per step")
-    grid.add_argument("--val-every", type=int, default=25)
-    grid.add_argument("--val-batches", type=int, default=8)
-    grid.add_argument("--flavor", default="small", help="model flavor (gpa_titan.titan.models.FLAVORS)")
-    grid.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary trained on the data")
-    grid.add_argument("--tokenizer-docs", type=int, default=20000, help="training documents used for the BPE")
+    grid.add_argument("--lrs", type=csv(float, "--lrs", "1e-3,3e-3", lr_ok),
+                      help=f"the shared learning-rate grid (default {','.join(map(str, g['lrs']))})")
+    grid.add_argument("--inner-steps", type=csv(int, "--inner-steps", "8,32", h_ok),
+                      help=f"H values (GPA: mu_x = mu^(1/H); default {g['inner_steps'][0]})")
+    grid.add_argument("--mu", type=in_range(mu_ok, f"--mu {PAPER_MU}"),
+                      help=f"DiLoCo outer momentum; GPA's mu for Table 4 (default {g['mu']})")
+    grid.add_argument("--mu-y", type=in_range(mu_y_ok, "--mu-y 0.9"), help=f"GPA mu_y (default {g['mu_y']})")
+    grid.add_argument("--outer-lr", type=in_range(positive, "--outer-lr 0.75"),
+                      help=f"DiLoCo outer learning rate (default {g['outer_lr']})")
+    grid.add_argument("--steps", type=at_least(1), help=f"default {g['steps']}")
+    grid.add_argument("--seq-len", type=at_least(1), help=f"default {g['seq_len']}")
+    grid.add_argument("--batch", type=at_least(1), help=f"sequences per step (default {g['batch']})")
+    grid.add_argument("--val-every", type=at_least(1), help=f"default {g['val_every']}")
+    grid.add_argument("--val-batches", type=at_least(1), help=f"default {g['val_batches']}")
+    grid.add_argument("--flavor", help=f"model flavor (gpa_titan.titan.models.FLAVORS; default {g['flavor']})")
+    grid.add_argument("--vocab-size", type=at_least(BPE_BASE, f" (the byte-level BPE starts from {BPE_BASE} tokens)"),
+                      help=f"BPE vocabulary trained on the data (default {g['vocab_size']})")
+    grid.add_argument("--tokenizer-docs", type=at_least(1),
+                      help=f"training documents used for the BPE (default {g['tokenizer_docs']})")
     a = ap.parse_args(argv)
-    if a.jobs < 1:
-        raise SystemExit("error: --jobs must be >= 1")
-    for name in a.optimizers or []:
-        try:
-            get_optimizer_spec(name)
-        except KeyError as e:
-            raise SystemExit(f"error: --optimizers: {e.args[0]}") from None
-    a.data_arg, a.out_arg, a.report_arg = a.data, a.out, a.report
-    a.data = check_data(a.data)
-    if a.study:
-        return run_study(a)
-    if a.confirm:
-        if a.seeds is None:
+    try:  # every argument is checked before anything is written
+        check_arguments(a)
+        if a.confirm and a.seeds is None:
             try:
                 with open(a.confirm) as f:
                     a.seeds = json.load(f).get("final_seeds", [0, 1, 2])
-            except (OSError, json.JSONDecodeError) as e:
-                raise SystemExit(f"error: --confirm {a.confirm}: {e}") from None
-        return run_confirm(a)
-    a.seeds = a.seeds if a.seeds is not None else [0, 1]
-    return run_grid(a)
+            except (OSError, json.JSONDecodeError, AttributeError) as e:
+                raise ArgumentError(f"--confirm {a.confirm}: {e}") from None
+            a.seeds = check_seeds(a.seeds, f"--confirm {a.confirm}: final_seeds")
+        a.data_arg, a.out_arg, a.report_arg = a.data, a.out, a.report
+        a.data = check_data(a.data)
+        if a.study:
+            return run_study(a)
+        if a.confirm:
+            return run_confirm(a)
+        a.seeds = a.seeds if a.seeds is not None else [0, 1]
+        return run_grid(a)
+    except ArgumentError as e:
+        ap.error(str(e))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ class GPATrainer(Trainer):
                 logger.warning(f"Preempted: saved a checkpoint at step {self.step}; exiting for requeue")
             else:
                 self._preempted_unsaved = self.step
+                if torch.distributed.get_rank() == 0:  # tells slurm/train.sbatch not to requeue (torchrun exits 1)
+                    with open(os.path.join(self.job_config.job.dump_folder, "PREEMPTED_UNSAVED"), "w") as f:
+                        f.write(f"{self.step}\n")
             return False
         return super().should_continue_training()
 

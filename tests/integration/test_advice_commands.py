@@ -173,6 +173,7 @@ def test_preemption_with_checkpoints_off_says_nothing_was_saved(tmp_path, demo_a
     assert code == 4, out[-3000:]
     assert "nothing was saved" in out and "saved a checkpoint" not in out
     assert not os.path.exists(os.path.join(dump, "PREEMPTED")) and not os.path.exists(os.path.join(dump, "checkpoint"))
+    assert os.path.exists(os.path.join(dump, "PREEMPTED_UNSAVED")), "slurm/train.sbatch reads it: no requeue"
 
 
 def _shard(path, texts):

@@ -14,8 +14,10 @@ from helpers import REPO
 
 FAKE_SRUN = r"""#!/bin/bash
 echo "srun $*" >> "$FAKE_LOG"
+# FAKE_PREEMPT=<file>: the trainer leaves that marker in its dump folder (PREEMPTED, PREEMPTED_UNSAVED)
 if [ -n "${FAKE_PREEMPT:-}" ]; then
-  prev=""; for a in "$@"; do if [ "$prev" = "--job.dump_folder" ]; then touch "$a/PREEMPTED"; fi; prev="$a"; done
+  marker=$([ "$FAKE_PREEMPT" = 1 ] && echo PREEMPTED || echo "$FAKE_PREEMPT")
+  prev=""; for a in "$@"; do if [ "$prev" = "--job.dump_folder" ]; then touch "$a/$marker"; fi; prev="$a"; done
 fi
 exit ${FAKE_SRUN_STATUS:-0}
 """
@@ -99,6 +101,74 @@ def test_sbatch_requeues_after_preemption(slurm_env):
     assert proc.returncode == 0, proc.stderr
     assert "scontrol requeue 777" in log.read_text()
     assert not (tmp / "dump" / "PREEMPTED").exists()
+
+
+UNSAVED = ("[train.sbatch] preempted with [checkpoint] enable = false: nothing was saved, so the job is not "
+           "requeued; enable checkpoints (--checkpoint.enable) for runs that may be preempted")
+
+
+@pytest.mark.parametrize("status,marker", [
+    pytest.param("4", None, id="exit 4"),  # the trainer's exit code 4 reaches the script
+    pytest.param("4", "PREEMPTED", id="exit 4 and PREEMPTED"),  # even with a PREEMPTED marker there too
+    pytest.param("1", "PREEMPTED_UNSAVED", id="torchrun exit 1 and PREEMPTED_UNSAVED"),  # torchrun turns 4 into 1
+])
+def test_sbatch_does_not_requeue_a_preemption_that_saved_nothing(slurm_env, status, marker):
+    env, log, tmp = slurm_env
+    env["FAKE_SRUN_STATUS"] = status
+    if marker:
+        env["FAKE_PREEMPT"] = marker
+    proc = sbatch(env, "configs/llama_160m_gpa.toml")
+    assert proc.returncode == 4, proc.stderr
+    assert UNSAVED in proc.stderr.splitlines()
+    assert "scontrol requeue" not in log.read_text(), "a requeue would train from step 0 again"
+    assert "resume from the latest checkpoint" not in proc.stderr and "training failed" not in proc.stderr
+    assert not (tmp / "dump" / "PREEMPTED").exists() and not (tmp / "dump" / "PREEMPTED_UNSAVED").exists()
+
+
+RUNS = "name\toverrides\nlr0.001\t--optimizer.lr 0.001\nlr0.003\t--optimizer.lr 0.003\n"
+
+
+SWEEP_TASK_CASES = {  # id: (SLURM_ARRAY_TASK_ID, runs.tsv (None: no file), what the one error line says)
+    "task past the last run": ("2", RUNS, "SLURM_ARRAY_TASK_ID=2 but {runs} lists 2 runs (0-1): this task is none "
+                                          "of them, and nothing was trained. Submit the array as scripts/sweep.py "
+                                          "does (--array=0-1)"),
+    "task far past": ("17", RUNS, "SLURM_ARRAY_TASK_ID=17 but {runs} lists 2 runs (0-1)"),
+    "negative task": ("-1", RUNS, "SLURM_ARRAY_TASK_ID=-1 but {runs} lists 2 runs (0-1)"),
+    "task not a number": ("x", RUNS, "SLURM_ARRAY_TASK_ID=x but {runs} lists 2 runs (0-1)"),
+    "task with a leading zero": ("08", RUNS, "SLURM_ARRAY_TASK_ID=08 but {runs} lists 2 runs (0-1)"),
+    "no runs": ("0", "name\toverrides\n", "SLURM_ARRAY_TASK_ID=0 but {runs} lists 0 runs (none)"),
+    "empty file": ("0", "", "is not a sweep's runs.tsv"),
+    "no header": ("1", "lr0.001\t--optimizer.lr 0.001\n", "is not a sweep's runs.tsv"),
+    "empty line": ("1", "name\toverrides\nlr0.001\t--optimizer.lr 0.001\n\nlr0.003\t--optimizer.lr 0.003\n",
+                   "line 3 of {runs} (task 1) reads '', not <run name><TAB><overrides>"),
+    "no name": ("0", "name\toverrides\n\t--optimizer.lr 0.001\n", "(task 0) reads '\t--optimizer.lr 0.001'"),
+    "no tab": ("0", "name\toverrides\nlr0.001 --optimizer.lr 0.001\n", "not <run name><TAB><overrides>"),
+    "name leaving the folder": ("0", "name\toverrides\n../escape\t--optimizer.lr 0.001\n",
+                                "not <run name><TAB><overrides>"),
+    "no task id": (None, RUNS, "SWEEP_FILE={runs} is set but SLURM_ARRAY_TASK_ID is not"),
+    "no file": ("0", None, "SWEEP_FILE={runs} does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(SWEEP_TASK_CASES))
+def test_sbatch_refuses_a_sweep_task_that_is_not_one_of_its_runs(slurm_env, case):
+    task, content, needle = SWEEP_TASK_CASES[case]
+    env, log, tmp = slurm_env
+    runs = tmp / "sweeps" / "s" / "runs.tsv"
+    runs.parent.mkdir(parents=True)
+    if content is not None:
+        runs.write_text(content)
+    env.update(SWEEP_FILE=str(runs))
+    env.pop("DUMP_FOLDER")
+    if task is not None:
+        env["SLURM_ARRAY_TASK_ID"] = task
+    proc = sbatch(env, "configs/llama_160m_gpa.toml")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("train.sbatch: ") and needle.format(runs=runs) in line, line
+    assert not log.exists(), "nothing was trained"
+    assert sorted(p.name for p in runs.parent.iterdir()) == (["runs.tsv"] if content is not None else [])
+    assert not (tmp / "outputs").exists() and not any(p.name.startswith("gpa-") for p in tmp.iterdir())
 
 
 def test_sbatch_passes_on_a_failure_without_requeue(slurm_env):
