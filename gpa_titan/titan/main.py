@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import traceback
 
 from .settings_check import SettingsError, check_settings
 
@@ -31,6 +32,7 @@ EXIT_PREEMPTED_UNSAVED = 4  # preempted with checkpoints off: stopped, nothing s
 EXIT_PEER_FAILED = 1  # another rank failed first and said why; this one stops without a line of its own
 # how a collective fails when another rank has exited (gloo; NCCL ranks are ended by torchrun first)
 PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+TORCHTITAN_CONFIG = os.path.join("torchtitan", "config", "job_config.py")  # its dataclasses assert on some values
 AGREE_SECONDS = 10  # how long another rank waits for rank 0 to post the same error before printing its own
 
 
@@ -155,6 +157,15 @@ def main() -> None:
         fail(e, EXIT_DIVERGED)
     except PreemptedUnsaved as e:
         fail(e, EXIT_PREEMPTED_UNSAVED)
+    except (AssertionError, ValueError) as e:  # raised by TorchTitan's config dataclasses while parsing
+        config_check = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(TORCHTITAN_CONFIG)]
+        if not config_check:
+            raise
+        fail(SettingsError(
+            f"TorchTitan's own config check refused the settings: {e or 'an assertion without a message'} "
+            f"(torchtitan/config/job_config.py, line {config_check[-1].lineno}); fix that setting in the config "
+            "file or on the command line"
+        ))
     except Exception as e:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(marker in str(e) for marker in PEER_LOST):
             _write_launcher_error_file("stopped: another rank failed first (see its error: line or traceback)")

@@ -168,3 +168,9 @@ def test_stop_after_steps_without_checkpoints_is_refused_at_start(tmp_path, demo
 def test_global_batch_not_a_multiple_of_the_local_batch_is_refused_at_start(tmp_path, demo_assets):
     error = refused_at_start(tmp_path, demo_assets, "--training.global_batch_size", "6")  # local 4, 1 rank
     assert error.startswith("error: [training] global_batch_size = 6 is not a multiple of") and "-1" in error
+
+
+def test_an_assertion_of_torchtitans_own_config_is_one_line(tmp_path, demo_assets):
+    error = one_error(train_with(tmp_path, demo_assets, DEBUG_CONFIG, "--validation.steps", "0"))
+    assert error.startswith("error: TorchTitan's own config check refused the settings: validation steps must be "
+                            "positive or -1"), error
