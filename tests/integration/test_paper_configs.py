@@ -59,7 +59,7 @@ def test_paper_config_runs_three_steps_on_cpu(tmp_path, demo_assets, path):
     out = proc.stdout + proc.stderr
     assert "gradient accumulation steps 2" in out
     assert "validate step:  1" in out
-    assert "stop_after_steps = 3: stopping at step 3" in out
+    assert "stop_after_steps = 3: stopped at step 3 with a checkpoint" in out
     if ac_mode != "none":
         assert f"Applied {ac_mode} activation checkpointing" in out, "AC was not applied"
     assert os.path.exists(os.path.join(dump, "checkpoint", "step-3", ".metadata"))
