@@ -186,6 +186,10 @@ class EvalWeightsCheckpointer:
         return sorted((s for s in steps if os.path.isfile(os.path.join(folder, f"step-{s}", ".metadata"))),
                       reverse=True)
 
+    def full_steps(self) -> list[int]:
+        """``complete_steps`` without final model-only exports (the ones a run can resume from)."""
+        return [s for s in self.complete_steps() if not is_model_only(self._create_checkpoint_id(s))]
+
     def _warm_start_hint(self, checkpoint_dir: str) -> str:
         return (f"--job.dump_folder {self.dump_folder}-continued --checkpoint.initial_load_path {checkpoint_dir} "
                 "--checkpoint.initial_load_model_only")
@@ -308,7 +312,7 @@ class EvalWeightsCheckpointer:
         if step != -1:  # [checkpoint] load_step: exactly that one
             loaded = ckpt.load(step)
         else:
-            candidates = [c for c in self.complete_steps() if not is_model_only(ckpt._create_checkpoint_id(c))]
+            candidates = self.full_steps()
             if not candidates:
                 loaded = self._initial_load() if ckpt.initial_load_path or ckpt.initial_load_in_hf else False
             else:

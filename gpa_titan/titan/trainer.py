@@ -128,8 +128,7 @@ class GPATrainer(Trainer):
         """What to run after a divergence: the last finite checkpoint, a lower lr, a new folder."""
         cfg = self.job_config
         lower = f"{cfg.optimizer.lr / 10:g}"
-        full = [s for s in (self.checkpointer.complete_steps() if cfg.checkpoint.enable else [])
-                if not is_model_only(self.checkpointer._create_checkpoint_id(s))]
+        full = self.checkpointer.full_steps() if cfg.checkpoint.enable else []
         if not full:
             return (f"No checkpoint of this run was written: rerun it with a lower learning rate, e.g. add "
                     f"--optimizer.lr {lower} --job.dump_folder {cfg.job.dump_folder}-retry to this command.")
