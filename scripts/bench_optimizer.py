@@ -34,11 +34,11 @@ def llama_shapes(dim: int, layers: int, vocab: int, ffn_multiplier: float = 1.5)
 
 
 def make_params(shapes, device, dtype) -> list[torch.nn.Parameter]:
-    gen = torch.Generator(device="cpu").manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)  # drawn on the device: 1.5B values in milliseconds
     params = []
     for s in shapes:
-        p = torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype).to(device))
-        p.grad = torch.randn(s, generator=gen, dtype=dtype).to(device)
+        p = torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype, device=device))
+        p.grad = torch.randn(s, generator=gen, dtype=dtype, device=device)
         params.append(p)
     return params
 

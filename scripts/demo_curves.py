@@ -15,9 +15,11 @@ import os
 import sys
 import tomllib
 
-from gpa_titan.analysis.study import METHOD_KNOBS, knobs_for_run_length, load_tuned_settings, optimizer_fields
+from gpa_titan.analysis.formatting import MISSING, markdown_table, show_value
 from gpa_titan.paths import DEBUG_CONFIG, REPO_ROOT, TUNED_SETTINGS
-from gpa_titan.titan.bench import BenchError, finished_result, launch, optimizer_cli, run_env
+from gpa_titan.study.launcher import BenchError, finished_result, launch, optimizer_cli, run_env
+from gpa_titan.study.spec import METHOD_KNOBS, knobs_for_run_length, optimizer_fields
+from gpa_titan.study.tuned import load_tuned_settings
 
 RESULT = os.path.join(REPO_ROOT, "docs", "results", "demo_curves.md")
 
@@ -39,13 +41,12 @@ def demo_settings(tuned: dict, steps: int) -> dict[str, dict]:
 
 
 def table_lines(curves: dict[str, dict[int, float]]) -> list[str]:
+    """Validation loss by step (rows) and optimizer (columns); ``—`` where one has no value."""
     names = list(curves)
     steps = sorted(set().union(*(c.keys() for c in curves.values())))
-    lines = ["| step | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
-    for step in steps:
-        cells = [f"{curves[n][step]:.3f}" if step in curves[n] else "—" for n in names]
-        lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    return lines
+    return markdown_table(["step", *names], "|---:|" + "---:|" * len(names),
+                          [[str(step), *(f"{curves[n][step]:.3f}" if step in curves[n] else MISSING for n in names)]
+                           for step in steps])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Settings (`[optimizer]` values):",
         "",
-        *[f"- {name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        *[f"- {name}: " + ", ".join(f"{k} {show_value(v, 4)}"
                                     for k, v in fields.items() if k != "name") for name, fields in settings.items()],
     ]
     os.makedirs(os.path.dirname(os.path.abspath(a.result)), exist_ok=True)

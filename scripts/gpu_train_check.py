@@ -20,10 +20,10 @@ import sys
 
 from gpa_titan.analysis.logs import read_tensorboard
 from gpa_titan.data.demo import build_demo_assets
+from gpa_titan.optim.registry import OPTIMIZER_NAMES
 from gpa_titan.paths import REPO_ROOT
+from gpa_titan.study.run_args import short_run_args
 from gpa_titan.titan.models import parameter_counts
-from gpa_titan.titan.optimizer_registry import OPTIMIZER_NAMES
-from gpa_titan.titan.run_args import short_run_args
 
 EXTRA_FP32_COPIES = {"AdamW": 0, "GPA-AdamW": 1, "DiLoCo-AdamW": 2, "ScheduleFree-AdamW": 1}
 TPS, MEMORY = "throughput(tps)", "memory/max_reserved(GiB)"
@@ -39,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=20, help="logged steps left out of the tokens/s median")
     ap.add_argument("--optimizers", default=",".join(OPTIMIZER_NAMES))
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile the model")
+    ap.add_argument("--documents", type=int, default=3000,
+                    help="size of the generated demo corpus (built in about a second; training loops over it)")
     a = ap.parse_args(argv)
     if "AdamW" not in a.optimizers.split(","):
         raise SystemExit("--optimizers must include AdamW, the baseline of the comparison")
 
-    assets = build_demo_assets(os.path.join(a.out, "demo_assets"), documents=20000)
+    assets = build_demo_assets(os.path.join(a.out, "demo_assets"), documents=a.documents)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
     rows = []
     for name in a.optimizers.split(","):

@@ -16,15 +16,16 @@ import shlex
 import tempfile
 from collections.abc import Sequence
 
-from gpa_titan.analysis.study import knobs_for_run_length, load_tuned_settings, optimizer_fields
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
-from gpa_titan.optim.table4 import PAPER_MU, diloco_to_gpa
+from gpa_titan.optim.registry import OPTIMIZERS as REGISTRY
+from gpa_titan.optim.registry import default_of
+from gpa_titan.optim.table4 import PAPER_MU, PAPER_STEPS, diloco_to_gpa
 from gpa_titan.paths import CONFIG_DIR, TUNED_SETTINGS
+from gpa_titan.study.run_args import warmup_steps
+from gpa_titan.study.spec import knobs_for_run_length, optimizer_fields
+from gpa_titan.study.tuned import load_tuned_settings
 from gpa_titan.titan import memory_plan
 from gpa_titan.titan.memory_plan import GPUS_PER_NODE, NODES
-from gpa_titan.titan.optimizer_registry import OPTIMIZERS as REGISTRY
-from gpa_titan.titan.optimizer_registry import default_of
-from gpa_titan.titan.run_args import warmup_steps
 
 # (short name, [optimizer] name, its extra settings)
 OPTIMIZERS = {REGISTRY[name].config_key: name for name in ("AdamW", "GPA-AdamW", "DiLoCo-AdamW")}
@@ -41,12 +42,12 @@ SIZES = {
         flavor="160M",
         hardware=f"{NODES['160M']} node x {GPUS_PER_NODE} H100 80GB",
         nodes=NODES["160M"],
-        paper="Llama-160M: 3.2B tokens, 128 x 2048 tokens per step, 12208 steps (paper, Sec. 4)",
+        paper=f"Llama-160M: 3.2B tokens, 128 x 2048 tokens per step, {PAPER_STEPS} steps (paper, Sec. 4)",
         tokenizer="./assets/tokenizer/llama2",
         tokenizer_note="Llama 2's 32K SentencePiece vocabulary (a 128K one would dominate a 160M model)",
         global_batch=128,
         local_batch=16,
-        steps=12208,
+        steps=PAPER_STEPS,
         lr=3e-3,
         betas=(0.9, 0.95),
         mu_y=0.9,
@@ -100,14 +101,31 @@ SIZES = {
 # Table 4: mu_x = mu ** (1 / H); the paper's GPA runs use H = 32, mu = 0.9 -> 0.9967
 PAPER_H = 32
 GPA_MU_X = round(diloco_to_gpa(PAPER_H, PAPER_MU)[0], 4)
-DILOCO = {key: default_of(DiLoCoAdamW, key) for key in ("inner_steps", "outer_lr", "outer_momentum")}
-if GPA_MU_X != default_of(GPAAdamW, "mu_x") or DILOCO["inner_steps"] != PAPER_H:
+if GPA_MU_X != default_of(GPAAdamW, "mu_x") or default_of(DiLoCoAdamW, "inner_steps") != PAPER_H:
     raise SystemExit("the optimizers' defaults no longer follow the paper's H = 32: update this script")
+# the comment beside an [optimizer] field in every config (the fields and their defaults: the registry's)
+FIELD_NOTES = {
+    "mu_x": f"GPA: Table 4, mu = {PAPER_MU} and H = {PAPER_H} -> {PAPER_MU}**(1/{PAPER_H})",
+    "mu_y": "GPA: the paper uses 0.9 or 0.8",
+    "inner_steps": "DiLoCo: H",
+}
+
+
+def optimizer_fields_section(**values) -> dict:
+    """The fields of the configs' optimizers (``OPTIMIZERS``), in the registry's order, each at the
+    optimizer's default unless given in ``values``, with its ``FIELD_NOTES`` comment."""
+    out = {}
+    for name in OPTIMIZERS.values():
+        spec = REGISTRY[name]
+        for field in spec.fields:
+            value = values[field] if field in values else spec.default(field)
+            out[field] = (value, FIELD_NOTES[field]) if field in FIELD_NOTES else value
+    return out
 
 
 # The sweep each paper config's header asks for before a long run: lr at x0.5, x1, x2 of the
 # config's; GPA also over mu_y (the CPU study's choice was far below the paper's 0.9) and the
-# averaging window (Table 4's H; H = 8 and 32 are windows of 0.6% and 2.5% of a 12,208-step run);
+# averaging window (Table 4's H; H = 8 and 32 are windows of 0.6% and 2.5% of a PAPER_STEPS-step run);
 # DiLoCo over H.
 SWEEP_MU_Y = (0.2, 0.5, 0.8, 0.9)
 SWEEP_H = (8, 32)
@@ -177,11 +195,7 @@ def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y
             eps=1e-8,
             weight_decay=0.1,
             implementation="fused",
-            mu_x=(GPA_MU_X, "GPA: Table 4, mu = 0.9 and H = 32 -> 0.9**(1/32)"),
-            mu_y=(mu_y, "GPA: the paper uses 0.9 or 0.8"),
-            inner_steps=(DILOCO["inner_steps"], "DiLoCo: H"),
-            outer_lr=DILOCO["outer_lr"],
-            outer_momentum=DILOCO["outer_momentum"],
+            **optimizer_fields_section(mu_x=GPA_MU_X, mu_y=mu_y),
         ),
         "lr_scheduler": dict(warmup_steps=(warmup, "10% of the steps"), decay_type="cosine", min_lr_factor=0.0),
         "training": dict(
@@ -228,7 +242,7 @@ def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[s
     sweep, runs = sweep_command(size, opt_key)
     tokens_per_step = s["global_batch"] * 2048
     warmup = warmup_steps(s["steps"])
-    gpus = 8 * s["nodes"]
+    gpus = GPUS_PER_NODE * s["nodes"]
     header = [
         f"Llama-{s['flavor']} on C4 with {OPTIMIZERS[opt_key]}. Hardware: {s['hardware']}.",
         f"Setup: {s['paper']}.",
@@ -241,9 +255,10 @@ def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[s
         "  " + shlex.join(sweep),
         *([] if size == "160m" or opt_key == "adamw" else [
             f"  (costly at this size: sweep the 160M config first, then carry {CARRY[opt_key]} over, H as the",
-            f"  same share of the run: H x {s['steps']:,} / 12,208; python scripts/table4.py maps H to mu_x)"]),
+            f"  same share of the run: H x {s['steps']:,} / {PAPER_STEPS:,}; python scripts/table4.py maps H to "
+            "mu_x)"]),
         "Launch:",
-        f"  one node:  NGPU={min(gpus, 8)} CONFIG_FILE=configs/{name} bash scripts/run_train.sh",
+        f"  one node:  NGPU={min(gpus, GPUS_PER_NODE)} CONFIG_FILE=configs/{name} bash scripts/run_train.sh",
         f"  Slurm:     sbatch --nodes={s['nodes']} slurm/train.sbatch configs/{name}",
         "Generated by scripts/make_configs.py: edit that, not this file.",
     ]
@@ -278,6 +293,7 @@ def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[s
 
 
 DEMO_STEPS = 400
+DEMO_BATCH, DEMO_SEQ_LEN = 8, 128  # sequences per rank and step, tokens per sequence
 
 
 def demo_gpa() -> dict:
@@ -294,12 +310,13 @@ def demo_gpa() -> dict:
 def debug_config() -> tuple[str, str]:
     gpa = demo_gpa()
     window = 1 / (1 - gpa["mu_x"])
+    tokens_per_step = DEMO_BATCH * DEMO_SEQ_LEN
     header = [
         "Offline demo: a ~1M-parameter Llama on a generated corpus with GPA-AdamW. Hardware: any CPU",
         "(2 cores: under 2 minutes) or one GPU. Nothing is downloaded: the corpus and tokenizer are",
         "generated into assets/demo on first use.",
-        f"Tokens: 8 x 128 = 1,024 per step x {DEMO_STEPS} steps = {DEMO_STEPS * 1024 / 1e6:.2f}M tokens; "
-        f"warmup {DEMO_STEPS // 10} steps, cosine to 0.",
+        f"Tokens: {DEMO_BATCH} x {DEMO_SEQ_LEN} = {tokens_per_step:,} per step x {DEMO_STEPS} steps = "
+        f"{DEMO_STEPS * tokens_per_step / 1e6:.2f}M tokens; warmup {warmup_steps(DEMO_STEPS)} steps, cosine to 0.",
         "GPA-AdamW settings: the CPU tuning study's (docs/results/tuned.json; README, Convergence benchmark):",
         f"  lr, betas and mu_y as tuned there; its H = {gpa['study_h']:g} over {gpa['study_steps']:,} steps is "
         f"scaled to this run's length, H = {gpa['h']:.2f}",
@@ -321,26 +338,27 @@ def debug_config() -> tuple[str, str]:
         lr=gpa["lr"],
         betas=gpa["betas"],
         mu_y=gpa["mu_y"],
-        warmup=DEMO_STEPS // 10,
+        warmup=warmup_steps(DEMO_STEPS),
         steps=DEMO_STEPS,
         dataset="demo",
         dataset_path="./assets/demo",
         global_batch=-1,
-        local_batch=8,
-        seq_len=128,
+        local_batch=DEMO_BATCH,
+        seq_len=DEMO_SEQ_LEN,
         dtype_param="float32",
         ckpt=False,
         ckpt_interval=100,
         ac="none",
         compile_=False,
-        val_batch=8,
+        val_batch=DEMO_BATCH,
         val_freq=50,
         val_steps=4,
         tensorboard=True,
         log_freq=20,
     )
-    body["optimizer"]["mu_x"] = (gpa["mu_x"], f"GPA: Table 4, mu = 0.9 and H = {gpa['h']:.2f} (the study's, scaled)")
-    body["optimizer"]["mu_y"] = (gpa["mu_y"], "GPA: the study's (the paper uses 0.9 or 0.8 at 12,208 steps)")
+    body["optimizer"]["mu_x"] = (gpa["mu_x"],
+                                 f"GPA: Table 4, mu = {PAPER_MU} and H = {gpa['h']:.2f} (the study's, scaled)")
+    body["optimizer"]["mu_y"] = (gpa["mu_y"], f"GPA: the study's (the paper uses 0.9 or 0.8 at {PAPER_STEPS:,} steps)")
     body["training"]["global_batch_size"] = (-1, "local_batch_size x ranks")
     return "debug_cpu.toml", render(header, body)
 

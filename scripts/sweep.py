@@ -41,9 +41,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from gpa_titan.optim import HyperparameterError
+from gpa_titan.optim.registry import EXTRA_FIELDS, OPTIMIZERS, get_optimizer_spec, toml_key
 from gpa_titan.optim.table4 import PAPER_MU, diloco_to_gpa
 from gpa_titan.titan.job_config import ConfigError, validate_optimizer_config
-from gpa_titan.titan.optimizer_registry import EXTRA_FIELDS, OPTIMIZERS, get_optimizer_spec, toml_key
 from gpa_titan.titan.settings_check import SettingsError, check_settings, job_config_class, load_toml
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name and a Slurm job name, no spaces or slashes
@@ -141,7 +141,7 @@ def build_runs(optimizer: str, grid: dict) -> list[Run]:
                              f"{optimizer}, which has no H: remove --inner-steps or sweep another config")
         values = []
         for h in grid["inner_steps"]:
-            exact = spec.inner_steps_fields(h, grid["mu"])
+            exact = spec.h_fields(h, grid["mu"])
             texts = {key: str(value) if isinstance(value, int) else f"{value:.6g}" for key, value in exact.items()}
             args = [arg for key, text in texts.items() for arg in (f"--optimizer.{key}", text)]
             fields = {key: type(exact[key])(text) for key, text in texts.items()}  # the values as written
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError as e:
             raise SweepError(f"--config {args.config}: {e.args[0]}") from None
         if args.mu is not None and not (args.inner_steps and spec.takes_inner_steps
-                                        and spec.inner_steps_fields(1, 0.5) != spec.inner_steps_fields(1, PAPER_MU)):
+                                        and spec.h_fields(1, 0.5) != spec.h_fields(1, PAPER_MU)):
             raise SweepError(f"--mu {args.mu:g} is used only to map --inner-steps to GPA's mu_x, which this sweep "
                              f"({optimizer}{'' if args.inner_steps else ', no --inner-steps'}) does not do: remove "
                              "--mu (DiLoCo's outer momentum is [optimizer] outer_momentum in the config)")

@@ -13,7 +13,7 @@ import torch
 
 from gpa_titan.analysis.logs import TRAIN_LOSS, VAL_LOSS, read_tensorboard  # noqa: F401  (re-exported)
 from gpa_titan.paths import REPO_ROOT
-from gpa_titan.titan.run_args import short_run_args
+from gpa_titan.study.run_args import short_run_args
 
 REPO = REPO_ROOT
 
@@ -48,6 +48,30 @@ class QuadraticProblem:
             (a * (w.to(torch.float64) - c) + n).to(w.dtype)
             for w, a, c, n in zip(weights, self.a, self.c, self.noise[t], strict=True)
         ]
+
+
+def ieee_float32_step(y, z, g, m, v, coefs, fma_in_y=False):
+    """The GPA-AdamW update of one tensor with every operation rounded once to float32, in
+    the Triton kernel's order, as IEEE-754 prescribes (each op is done in float64 on float32
+    values, then rounded: exact for +, -, *, / and sqrt, since 53 >= 2 * 24 + 2). Returns
+    y, z, m, v in float32; rounded once to a bf16 storage dtype they are what the kernel's
+    store writes. The kernel must equal this bit for bit: it contracts no mul+add
+    (``enable_fp_fusion=False``) and uses ``sqrt_rn``/``div_rn``. (torch's own CPU sqrt is
+    not a reference: its vectorised sqrt may be one ulp off.) ``fma_in_y`` skips the
+    rounding of ``u * c7`` before its add, as FMA contraction would, to show that a
+    comparison sees the difference."""
+    def r(t):  # round to float32, keep computing in float64
+        return t.to(torch.float32).to(torch.float64)
+
+    c = [r(torch.tensor(x, dtype=torch.float64)) for x in coefs]
+    y, z, g, m, v = (t.to(torch.float64) for t in (y, z, g, m, v))
+    m = r(m + r(r(g - m) * c[0]))
+    v = r(r(v * c[1]) + r(r(g * g) * c[2]))
+    u = r(m / r(r(r(v.sqrt()) * c[3]) + c[4]))
+    yz = r(r(y * c[5]) + r(z * c[6]))
+    y = r(yz + (u * c[7] if fma_in_y else r(u * c[7])))
+    z = r(r(z - r(z * c[8])) + r(u * c[9]))
+    return [t.to(torch.float32) for t in (y, z, m, v)]
 
 
 # ---------------------------------------------------------------------- processes

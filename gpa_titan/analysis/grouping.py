@@ -3,9 +3,10 @@
 Two runs are seeds of the same setting when their resolved configs (``run_info.json``'s
 ``"config"``, flattened to ``section.key``) agree on every key except the seed
 (``SEED_KEY``), the keys listed in ``IGNORED_KEYS`` (they do not change what is computed),
-and the optimizer keys that the run's optimizer does not use. This is the one place that
-says which keys these are; everything else (the schedule, the data, the model, batch sizes,
-the run length, every optimizer hyperparameter) separates settings.
+and the optimizer keys that the run's optimizer does not use. ``gpa_titan/runs.py`` is the
+one place that says which keys these are (the trainer's resume check reads it too);
+everything else (the schedule, the data, the model, batch sizes, the run length, every
+optimizer hyperparameter) separates settings.
 
 Runs of one setting are averaged only if they are equally long (``RunGroupingError``
 otherwise, naming the runs).
@@ -13,74 +14,21 @@ otherwise, naming the runs).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-SEED_KEY = "debug.seed"
-
-# key (fnmatch pattern over "section.key") -> why it does not change the math of a run
-IGNORED_KEYS: dict[str, str] = {
-    "job.config_file": "where the settings were read from (the resolved values are compared)",
-    "job.dump_folder": "where the run writes",
-    "job.description": "a label",
-    "job.print_config": "logging",
-    "job.save_config_file": "logging",
-    "job.custom_config_module": "which module declares the settings",
-    "job.stop_after_steps": "where a run pauses for a resume (the run's length is checked from its logs)",
-    "metrics.*": "what is logged, where and how often",
-    "profiling.*": "tracing",
-    "checkpoint.*": "when and where checkpoints are written (but see NOT_IGNORED_KEYS)",
-    "validation.freq": "how often the fixed validation set is evaluated (curves are compared at common steps)",
-    "comm.*": "collective timeouts and traces",
-    "memory_estimation.*": "a memory estimate before training",
-    "activation_checkpoint.*": "recomputation in the backward pass (the same values)",
-    "compile.*": "torch.compile (the same computation)",
-    "optimizer.implementation": "fused / foreach / for-loop compute the same update",
-    "experimental.custom_import": "which module registers the train spec ([model] name selects it)",
-    "training.gc_freq": "Python garbage collection",
-    "training.gc_debug": "Python garbage collection",
-    "model.print_after_conversion": "logging",
-    "debug.deterministic_warn_only": "warnings",
-}
-# exceptions to the patterns above: they do change what a run computes
-NOT_IGNORED_KEYS: dict[str, str] = {
-    "checkpoint.initial_load_*": "the weights a run starts from",
-}
+from gpa_titan.runs import IGNORED_KEYS, NOT_IGNORED_KEYS, SEED_KEY, separates_settings, show
 
 
 class RunGroupingError(ValueError):
     """Runs that cannot be combined as asked; the message names them and the fix."""
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"optimizer": {"lr": 1e-3}}`` -> ``{"optimizer.lr": 1e-3}`` (nested tables too)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def is_ignored(key: str, extra: Iterable[str] = ()) -> bool:
-    """Whether ``key`` (``section.key``) is the seed or does not change the math."""
-    if key == SEED_KEY:
-        return True
-    if any(fnmatch.fnmatchcase(key, pattern) for pattern in NOT_IGNORED_KEYS):
-        return False
-    return any(fnmatch.fnmatchcase(key, pattern) for pattern in [*IGNORED_KEYS, *extra])
-
-
-def show(value: Any) -> str:
-    """A config value, short and exact (``0.003``, ``"cosine"``, ``true``)."""
-    if isinstance(value, float):
-        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
-    return json.dumps(value, default=str)
+    """Whether ``key`` (``section.key``) is the seed or does not change the math (``gpa_titan.runs``)."""
+    return not separates_settings(key, extra)
 
 
 @dataclass
@@ -170,7 +118,7 @@ def describe_grouping(groups: list[Group], ignore: Iterable[str] = ()) -> str:
         f"{n} run(s) in {len(groups)} setting(s). Runs are seeds of one setting when their resolved configs agree "
         f"on every key but the seed ({SEED_KEY}), unused optimizer keys and keys that do not change the math: "
         + ", ".join([*IGNORED_KEYS, *extra])
-        + f" (except {', '.join(NOT_IGNORED_KEYS)}; see gpa_titan/analysis/grouping.py)."
+        + f" (except {', '.join(NOT_IGNORED_KEYS)}; see gpa_titan/runs.py)."
     ]
     keys = differing_keys([g.setting for g in groups])
     lines.append("Keys that differ between settings: " + (", ".join(keys) if keys else "none (one setting)"))

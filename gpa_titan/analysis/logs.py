@@ -6,6 +6,8 @@ import glob
 import json
 import os
 
+from gpa_titan.runs import RUN_INFO, read_run_info
+
 VAL_LOSS = "validation_metrics/loss"
 TRAIN_LOSS = "loss_metrics/global_avg_loss"
 
@@ -77,8 +79,7 @@ def read_curve(run_dir: str, tag: str = VAL_LOSS) -> dict[int, float]:
 
 def run_config(run_dir: str) -> dict:
     """The resolved config a gpa_titan run recorded in ``run_info.json``."""
-    path = os.path.join(run_dir, "run_info.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir}: no run_info.json (not a gpa_titan dump folder?)")
-    with open(path) as f:
-        return json.load(f)["config"]
+    info = read_run_info(run_dir)
+    if info is None:
+        raise FileNotFoundError(f"{run_dir}: no {RUN_INFO} (not a gpa_titan dump folder?)")
+    return info["config"]

@@ -1,15 +1,21 @@
-"""The paper's comparison: final validation loss, steps to reach the baseline's final
-validation loss (interpolated between evaluations), and the speedup in percent."""
+"""The paper's comparison: final validation loss, steps to reach the baseline's final validation
+loss (interpolated between evaluations of the mean curve over seeds), and the speedup in percent.
+
+Two views of one computation (``Target``): ``results_table``, the lr-tuned grid of
+``scripts/plot_runs.py`` (one column per config key that tells settings apart), and
+``comparison_table``, one chosen setting per optimizer with H relative to the run and the
+settings in words (the study's final comparison).
+"""
 
 from __future__ import annotations
 
-import json
-import statistics
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Hashable
+from dataclasses import dataclass
 
-LR_KEY = "optimizer.lr"
+from .formatting import MISSING, markdown_table, show_value
+from .setting import SettingRuns, distinguishing_keys, finite_best
+
+STUDY_ORDER = {"AdamW": 0, "DiLoCo-AdamW": 1, "GPA-AdamW": 2, "ScheduleFree-AdamW": 3}  # comparison_table's rows
 
 
 def steps_to_reach(curve: dict[int, float], target: float) -> float | None:
@@ -33,140 +39,118 @@ def speedup_percent(steps_needed: float | None, baseline_steps: float) -> float 
     return 100.0 * (1.0 - steps_needed / baseline_steps)
 
 
-def mean_curve(curves: list[dict[int, float]]) -> dict[int, float]:
-    """Pointwise mean over seeds at the evaluation steps they all have."""
-    steps = set.intersection(*(set(c) for c in curves)) if curves else set()
-    return {s: statistics.fmean(c[s] for c in curves) for s in sorted(steps)}
-
-
 @dataclass
-class Setting:
-    """One optimizer configuration (all seeds) and its curves.
+class Target:
+    """The baseline's final validation loss (its mean curve's last value) and the step of it.
 
-    ``config`` (optional) holds the keys that define the setting (see ``grouping``); the
-    table shows those that tell two rows of the same (optimizer, H) apart. ``runs`` are the
-    seeds' dump folders.
+    Args:
+        baseline (SettingRuns): the baseline setting (not diverged).
     """
 
-    optimizer: str
-    inner_steps: int | None
-    lr: float
-    curves: list[dict[int, float]] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    runs: list[str] = field(default_factory=list)
+    baseline: SettingRuns
 
     @property
-    def finals(self) -> list[float]:
-        return [c[max(c)] for c in self.curves]
+    def loss(self) -> float:
+        curve = self.baseline.mean
+        return curve[max(curve)]
 
     @property
-    def final_mean(self) -> float:
-        return statistics.fmean(self.finals)
+    def step(self) -> float:
+        return float(max(self.baseline.mean))
 
-    @property
-    def final_std(self) -> float:
-        return statistics.stdev(self.finals) if len(self.finals) > 1 else 0.0
+    def steps_needed(self, r: SettingRuns) -> float | None:
+        """The step at which ``r``'s mean curve reaches the target (None: never, or diverged). The
+        baseline defines the target at its last step (an earlier dip of a noisy curve below its
+        own final value does not count as a speedup of the baseline)."""
+        if r is self.baseline:
+            return self.step
+        return None if r.diverged else steps_to_reach(r.mean, self.loss)
 
-    @property
-    def label(self) -> str:
-        return self.optimizer + (f" (H={self.inner_steps})" if self.inner_steps else "")
+    def speedup(self, r: SettingRuns) -> float | None:
+        return speedup_percent(self.steps_needed(r), self.step)
 
-
-def optimizer_and_h(s: Setting) -> Hashable:
-    """The default grouping key for choosing the best lr: (optimizer, H)."""
-    return (s.optimizer, s.inner_steps)
-
-
-def all_but_lr(s: Setting) -> Hashable:
-    """The grouping key that keeps every setting apart except by ``optimizer.lr``: the best lr
-    is chosen per (optimizer, H) and everything else that defines the setting."""
-    return (s.optimizer, s.inner_steps, json.dumps({k: v for k, v in s.config.items() if k != LR_KEY},
-                                                     sort_keys=True, default=str))
+    def columns(self, r: SettingRuns) -> tuple[dict, list[str]]:
+        """The steps-to-target and speedup of ``r``: as row data and as table cells."""
+        needed, gain = self.steps_needed(r), self.speedup(r)
+        return ({"steps_to_target": needed, "speedup": gain},
+                ["not reached" if needed is None else f"{needed:.0f}", MISSING if gain is None else f"{gain:+.1f}%"])
 
 
-def best_by_final_loss(settings: list[Setting], key: Callable[[Setting], Hashable] = optimizer_and_h
-                       ) -> dict[Hashable, Setting]:
-    """For every value of ``key`` (default: (optimizer, H)), the setting (learning rate) with
-    the lowest mean final loss."""
-    best: dict[Hashable, Setting] = {}
-    for s in settings:
-        k = key(s)
-        if k not in best or s.final_mean < best[k].final_mean:
-            best[k] = s
-    return best
+def loss_text(r: SettingRuns) -> str:
+    """Final validation loss, mean ± std over seeds (no ± for one seed); ``diverged``."""
+    if r.diverged:
+        return "diverged"
+    return f"{r.final_mean:.4f}" + (f" ± {r.final_std:.4f}" if len(r.curves) > 1 else "")
 
 
-def distinguishing_keys(settings: list[Setting]) -> list[str]:
-    """Config keys (besides the lr) that differ between settings of the same (optimizer, H): the
-    extra columns that tell those rows apart."""
-    by_label: dict[tuple, list[Setting]] = {}
-    for s in settings:
-        by_label.setdefault((s.optimizer, s.inner_steps), []).append(s)
-    keys: set[str] = set()
-    for group in by_label.values():
-        for k in sorted({k for s in group for k in s.config}):
-            if k != LR_KEY and len({json.dumps(s.config.get(k), default=str) for s in group}) > 1:
-                keys.add(k)
-    return sorted(keys)
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def results_table(best: dict[Hashable, Setting], baseline: str | None = "AdamW") -> tuple[str, list[dict]]:
-    """The markdown table (and its rows): final validation loss per setting and, with a
-    ``baseline`` optimizer, the steps to reach the baseline's final loss and the speedup.
+def results_table(best: dict[Hashable, SettingRuns], baseline: str | None = "AdamW") -> tuple[str, list[dict]]:
+    """The markdown table (and its rows) of the best settings (``setting.best_by_final_loss``):
+    final validation loss per setting and, with a ``baseline`` optimizer, the steps to reach the
+    baseline's final loss and the speedup.
 
     The text starts with one line that names the baseline actually used (its best setting,
     if it has several rows) or says that there is none, in which case the table has no
     steps-to-target or speedup columns. A ``baseline`` with no runs is an error.
     """
     extra = distinguishing_keys(list(best.values()))
-    settings = sorted(best.values(), key=lambda s: (s.optimizer != baseline, s.optimizer, s.inner_steps or 0,
-                                                    [_show(s.config.get(k)) for k in extra], s.lr))
+    records = sorted(best.values(), key=lambda r: (r.optimizer != baseline, r.optimizer, r.h_column or 0,
+                                                   [show_value(r.config.get(k)) for k in extra], r.lr))
     header = ["optimizer", "H", *extra, "lr", "final val loss (mean ± std)", "seeds"]
-    base = None
+    target = None
     if baseline is not None:
-        candidates = [s for s in settings if s.optimizer == baseline]
+        candidates = [r for r in records if r.optimizer == baseline]
         if not candidates:
-            present = ", ".join(sorted({s.optimizer for s in settings}))
+            present = ", ".join(sorted({r.optimizer for r in records}))
             raise ValueError(f"no {baseline} runs to compare against (the runs are of {present})")
-        base = min(candidates, key=lambda s: s.final_mean)
-        base_curve = mean_curve(base.curves)
-        target, base_steps = base_curve[max(base_curve)], float(max(base_curve))
+        target = Target(finite_best(candidates) or candidates[0])
+        base = target.baseline
         base_name = base.label
         if len(candidates) > 1:  # name the baseline's row among its optimizer's rows
-            base_name += "".join(f", {k} {_show(base.config[k])}" for k in distinguishing_keys(candidates)
-                                 if k in base.config) + f", lr {base.lr:g}"
+            base_name += "".join(f", {k} {show_value(base.config[k])}" for k in distinguishing_keys(candidates)
+                                 if k in base.config) + f", lr {show_value(base.lr)}"
         header += [f"steps to {base_name}'s final loss", "speedup"]
-        note = (f"Baseline: {base_name} (lr {base.lr:g}): final validation loss {target:.4f} at step "
-                f"{base_steps:.0f}; the speedup is how many fewer steps reach it.")
+        note = (f"Baseline: {base_name} (lr {show_value(base.lr)}): final validation loss {target.loss:.4f} at step "
+                f"{target.step:.0f}; the speedup is how many fewer steps reach it.")
     else:
         note = "No baseline: the table has no steps-to-target or speedup columns."
-    rows = []
-    for s in settings:
-        row = dict(optimizer=s.optimizer, inner_steps=s.inner_steps, lr=s.lr,
-                   settings={k: s.config.get(k) for k in extra}, final_mean=s.final_mean, final_std=s.final_std,
-                   seeds=len(s.curves), runs=list(s.runs))
-        if base is not None:
-            # the baseline defines the target at its last step (an earlier dip of a noisy curve
-            # below its own final value does not count as a speedup of the baseline)
-            needed = base_steps if s is base else steps_to_reach(mean_curve(s.curves), target)
-            row.update(steps_to_target=needed, speedup=speedup_percent(needed, base_steps))
+    rows, cells = [], []
+    for r in records:
+        row = dict(optimizer=r.optimizer, inner_steps=r.h_column, lr=r.lr,
+                   settings={k: r.config.get(k) for k in extra}, final_mean=r.final_mean, final_std=r.final_std,
+                   seeds=len(r.curves), runs=list(r.runs))
+        line = [r.optimizer, show_value(r.h_column), *(show_value(r.config.get(k)) for k in extra),
+                show_value(r.lr), f"{r.final_mean:.4f} ± {r.final_std:.4f}", str(len(r.curves))]
+        if target is not None:
+            data, shown = target.columns(r)
+            row.update(data)
+            line += shown
         rows.append(row)
-    lines = [note, "", "| " + " | ".join(header) + " |",
-             "|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|" + ("---:|---:|" if base is not None else "")]
-    for r in rows:
-        h = "—" if r["inner_steps"] is None else str(r["inner_steps"])
-        cells = [r["optimizer"], h, *(_show(r["settings"][k]) for k in extra), f"{r['lr']:g}",
-                 f"{r['final_mean']:.4f} ± {r['final_std']:.4f}", str(r["seeds"])]
-        if base is not None:
-            cells.append("not reached" if r["steps_to_target"] is None else f"{r['steps_to_target']:.0f}")
-            cells.append("—" if r["speedup"] is None else f"{r['speedup']:+.1f}%")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines), rows
+        cells.append(line)
+    align = "|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|" + ("---:|---:|" if target is not None else "")
+    return "\n".join([note, "", *markdown_table(header, align, cells)]), rows
+
+
+def comparison_table(records: list[SettingRuns], baseline: str | None = "AdamW") -> tuple[str, list[dict]]:
+    """One row per setting: optimizer, H (paper-equivalent, window), settings, final validation
+    loss mean ± std, seeds, steps to the baseline's final loss and the speedup (no such columns
+    without a baseline among the settings that did not diverge)."""
+    base = finite_best([r for r in records if r.optimizer == baseline]) if baseline else None
+    target = None if base is None else Target(base)
+    header = ["optimizer", "H (paper-equivalent; averaging window)", "settings", "final val loss (mean ± std)", "seeds"]
+    if target is not None:
+        header += [f"steps to {baseline}'s final val loss", "speedup"]
+    rows, cells = [], []
+    for r in sorted(records, key=lambda r: (STUDY_ORDER.get(r.optimizer, len(STUDY_ORDER)), r.final_mean)):
+        row = {"optimizer": r.optimizer, "H": r.h, "settings": r.settings, "final_mean": r.final_mean,
+               "final_std": r.final_std, "seeds": len(r.curves), "runs": r.runs}
+        line = [r.optimizer, r.describe_h(), r.describe_settings(), loss_text(r), str(len(r.curves))]
+        if target is not None:
+            data, shown = target.columns(r)
+            row |= data
+            line += shown
+        rows.append(row)
+        cells.append(line)
+    note = (f"Target: {baseline}'s final validation loss {target.loss:.4f} (mean over seeds, step {target.step:.0f})."
+            if target is not None else "No baseline: no steps-to-target or speedup columns.")
+    align = "|---|---|---|---:|---:|" + ("---:|---:|" if target is not None else "")
+    return "\n".join([note, "", *markdown_table(header, align, cells)]), rows

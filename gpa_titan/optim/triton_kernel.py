@@ -18,7 +18,8 @@ C++ kernels to float32 rounding.
 
 Design: one launch over all tensors, through cached device tables
 -------------------------------------------------------------------
-A step over a model's T parameters is ONE kernel launch, not T. Its grid has one
+A step over a model's T parameters is ONE kernel launch, not T (two when some tensors
+are not 16-byte aligned: see "No whole-launch slow path"). Its grid has one
 program per BLOCK (1024) elements of every non-empty tensor, and it reads two int64
 tables that live in one device buffer:
 
@@ -60,11 +61,30 @@ placed on a scalar ``tl.load`` result (checked: that version compiled to scalar
 ``ld.global.b32``). ``start`` is a product with BLOCK, so its divisibility is known
 without a hint. Full blocks are processed without a mask (a mask ``offs < n`` with an
 unknown ``n`` would defeat vector loads); only a tensor's last, partial block is masked.
-Compiled offline for sm_90 (``triton.compile`` with a ``GPUTarget``, no GPU needed),
-the ALIGNED variant's full-block path uses ``ld.global.v4.b32``/``st.global.v4.b32``
+The ALIGNED variant's full-block path uses ``ld.global.v4.b32``/``st.global.v4.b32``
 (16-byte accesses, fp32 and bf16 alike); the unaligned variant and tail blocks use
-scalar accesses. One unaligned tensor (a view with an odd storage offset) makes the
-whole launch use the unaligned variant.
+scalar accesses.
+
+No whole-launch slow path: the launcher splits a step's tensors into the aligned ones
+(all five addresses 16-byte aligned, as fresh PyTorch allocations and FSDP2 shards of
+the shipped shapes are) and the rest, each with its own cached table, so one odd view
+(an odd storage offset) sends only itself to the unaligned variant: two launches
+instead of one, never a slower whole model. ``launch_plan`` says which tensors go where.
+
+Rounding: no contraction. Every add, multiply, ``div_rn`` and ``sqrt_rn`` is rounded
+once, in the order written, because the launcher passes ``enable_fp_fusion=False``
+(Triton 3.9 contracts mul+add into FMA by default and 3.10 will not; the choice is made
+here, not by the Triton version). So in float32 the kernel is bit-identical to the eager
+``gpa_adamw_update_`` on float32 tensors (separate torch ops, each rounded), on CPU
+through the interpreter and on CUDA, and in bfloat16 to that float32 computation rounded
+once on store; the tests compare bitwise. FMA would save a rounding per term but tie the
+result to the compiler; on a memory-bound kernel it buys no speed.
+
+Compile check without a GPU: ``triton_build_check`` compiles every variant the launcher
+can use (``VARIANTS``, with ``RUNTIME_SIGNATURE`` and ``launch_options`` from this
+module) for sm_90 and sm_80 through ``triton.compile`` and the ptxas inside the triton
+wheel, and checks the PTX and ptxas's report: 16-byte accesses on the aligned path,
+``sqrt.rn``/``div.rn``, no ``fma``, no spills, no local or shared memory.
 
 Why not per-tensor launches? They would cost T launches of host overhead per step (tens
 of microseconds each) and recompile on every change of the size's divisibility class.
@@ -81,8 +101,8 @@ Interpreter notes (Triton 3.9): the interpreter runs one program (1024 elements)
 bfloat16 cast truncates instead of rounding to nearest (even with
 ``fp_downcast_rounding="rtne"``), hence the integer rounding in ``_to_storage``, which is
 bit-identical to ``torch.Tensor.to(torch.bfloat16)`` (checked on 240k values including
-ties, subnormals, infinities and NaN). The compiled kernel was built offline for sm_90
-(PTX inspected) but not run on a GPU while it was written.
+ties, subnormals, infinities and NaN). The compiled kernel is built for sm_90 and sm_80
+in CI by ``triton_build_check``; the GPU tests (``pytest -m gpu``) run it.
 
 CPU tensors need ``TRITON_INTERPRET=1`` set in the environment before this module is
 imported (Triton decides at ``@triton.jit`` time whether to interpret); without it a
@@ -98,7 +118,17 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["BLOCK_SIZE", "clear_table_cache", "gpa_adamw_triton_step", "table_cache_info"]
+__all__ = [
+    "BLOCK_SIZE",
+    "KERNEL",
+    "RUNTIME_SIGNATURE",
+    "VARIANTS",
+    "clear_table_cache",
+    "gpa_adamw_triton_step",
+    "launch_options",
+    "launch_plan",
+    "table_cache_info",
+]
 
 BLOCK_SIZE = 1024  # elements per program: 4 warps x 32 threads x 8 elements
 _NUM_WARPS = 4
@@ -107,6 +137,7 @@ _ALIGN = 16  # bytes: the alignment asserted to the compiler when ALIGNED
 _CACHE_SIZE = 8
 _MAX_GRID = 2**31 - 1  # CUDA's grid x limit
 _DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16}
+_FP_FUSION = False  # no mul+add contraction: see "Rounding" above
 
 
 @triton.jit
@@ -186,6 +217,38 @@ def _gpa_adamw_table_kernel(
                 DTYPE, True)
 
 
+KERNEL = _gpa_adamw_table_kernel
+# The runtime arguments as the launcher passes them (Triton's signature types): the two
+# int64 tables (always 16-byte aligned) and ten float32 coefficients.
+RUNTIME_SIGNATURE = {"block_table": "*i64", "tensor_table": "*i64", **{f"c{i}": "fp32" for i in range(10)}}
+# Every (storage dtype, ALIGNED) pair the launcher can compile: four variants per device.
+VARIANTS = tuple((dtype, aligned) for dtype in _DTYPES for aligned in (True, False))
+
+
+def launch_options(dtype: torch.dtype, aligned: bool) -> dict:
+    """The constexprs and compile options of one launch: what ``gpa_adamw_triton_step``
+    passes and what ``triton_build_check`` compiles."""
+    return {"DTYPE": _DTYPES[dtype], "BLOCK": BLOCK_SIZE, "ALIGNED": aligned, "num_warps": _NUM_WARPS,
+            "enable_fp_fusion": _FP_FUSION}
+
+
+def _is_aligned(ptrs: Sequence[int]) -> bool:
+    return all(p % _ALIGN == 0 for p in ptrs)
+
+
+def launch_plan(tensor_ptrs: Sequence[Sequence[int]]) -> list[tuple[bool, list[int]]]:
+    """Which tensors each launch of a step covers: ``[(aligned, indices), ...]``.
+
+    ``tensor_ptrs[i]`` holds tensor i's five addresses (y, z, g, m, v). Tensors whose five
+    addresses are all 16-byte aligned go to one ALIGNED launch, the rest to one unaligned
+    launch, so an odd view never moves the others off the vectorised path. Launches with
+    no tensor are left out.
+    """
+    aligned = [i for i, ptrs in enumerate(tensor_ptrs) if _is_aligned(ptrs)]
+    unaligned = [i for i, ptrs in enumerate(tensor_ptrs) if not _is_aligned(ptrs)]
+    return [(flag, idx) for flag, idx in ((True, aligned), (False, unaligned)) if idx]
+
+
 def _is_interpreted() -> bool:
     """Whether ``@triton.jit`` produced an interpreted kernel (TRITON_INTERPRET=1 at import)."""
     return type(_gpa_adamw_table_kernel).__name__ == "InterpretedFunction"
@@ -247,8 +310,7 @@ def _build_tables(ptrs: list[int], numels: list[int], device: torch.device):
     if device.type != "cpu":
         table = table.pin_memory().to(device, non_blocking=True)
     split = n_blocks + n_blocks % 2
-    aligned = all(p % _ALIGN == 0 for p in ptrs)
-    return table[:n_blocks], table[split:], n_blocks, aligned
+    return table[:n_blocks], table[split:], n_blocks, _is_aligned(ptrs)
 
 
 def gpa_adamw_triton_step(
@@ -259,7 +321,8 @@ def gpa_adamw_triton_step(
     exp_avg_sqs: Sequence[torch.Tensor],
     coefs: Sequence[float],
 ) -> None:
-    """One GPA-AdamW step over lists of tensors, in place, in one Triton launch.
+    """One GPA-AdamW step over lists of tensors, in place, in one Triton launch (two when
+    some tensors are not 16-byte aligned: ``launch_plan``).
 
     Args:
         ys: the parameters (they hold y), updated in place to y_{t+1}.
@@ -303,7 +366,7 @@ def gpa_adamw_triton_step(
             f"gpa_adamw_triton_step: unsupported dtype {dtype} (ys[0]); the Triton kernel "
             "supports torch.float32 and torch.bfloat16 storage"
         )
-    ptrs: list[int] = []
+    tensor_ptrs: list[tuple[int, ...]] = []
     numels: list[int] = []
     for i in range(n_tensors):
         shape = ys[i].shape
@@ -328,7 +391,7 @@ def gpa_adamw_triton_step(
         n = ys[i].numel()
         if n == 0:
             continue  # e.g. an empty FSDP shard
-        ptrs.extend(lst[i].data_ptr() for lst in lists)
+        tensor_ptrs.append(tuple(lst[i].data_ptr() for lst in lists))
         numels.append(n)
     interpreted = _is_interpreted()
     if device.type == "cpu" and not interpreted:
@@ -345,13 +408,15 @@ def gpa_adamw_triton_step(
         )
     if not numels:
         return
-    key = (device, dtype, tuple(ptrs), tuple(numels))
-    block_table, tensor_table, n_blocks, aligned = _CACHE.get(key, ptrs, numels, device)
-    kernel = _gpa_adamw_table_kernel[(n_blocks,)]
-    args = (block_table, tensor_table, *c)
-    meta = {"DTYPE": _DTYPES[dtype], "BLOCK": BLOCK_SIZE, "ALIGNED": aligned, "num_warps": _NUM_WARPS}
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            kernel(*args, **meta)
-    else:
-        kernel(*args, **meta)
+    for _, indices in launch_plan(tensor_ptrs):
+        ptrs = [p for i in indices for p in tensor_ptrs[i]]
+        sizes = [numels[i] for i in indices]
+        key = (device, dtype, tuple(ptrs), tuple(sizes))
+        block_table, tensor_table, n_blocks, aligned = _CACHE.get(key, ptrs, sizes, device)
+        kernel = _gpa_adamw_table_kernel[(n_blocks,)]
+        args = (block_table, tensor_table, *c)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                kernel(*args, **launch_options(dtype, aligned))
+        else:
+            kernel(*args, **launch_options(dtype, aligned))

@@ -33,11 +33,18 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torchtitan.tools.logging import logger
 
 from gpa_titan.optim.base import local
+from gpa_titan.runs import is_model_only, write_checkpoint_config
 
 from .cpu_collectives import all_ranks, cpu_group
+from .job_config import ConfigError
 from .monitor import DivergenceError
-from .run_identity import RunIdentityError, check_checkpoint, is_model_only, write_checkpoint_config
+from .run_identity import RunIdentityError, check_checkpoint
 
+
+class CheckpointError(ConfigError):
+    """A checkpoint folder that cannot be written or lacks the room for one checkpoint, or a
+    checkpoint that cannot be read; the message names the folder and the fix. (A checkpoint of
+    another run or model is a ``RunIdentityError``.)"""
 
 def all_parameters_finite(model_parts: list[torch.nn.Module]) -> bool:
     """Whether every rank's local parameter shards are finite (one host sync and one CPU
@@ -73,7 +80,7 @@ def check_checkpoint_folder(folder: str) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise RunIdentityError(
+        raise CheckpointError(
             f"[checkpoint] folder {folder} cannot be written ({e.strerror or e}): fix its permissions or point "
             "--job.dump_folder (or --checkpoint.folder) somewhere writable, or set --checkpoint.no-enable"
         ) from None
@@ -101,7 +108,7 @@ def check_checkpoint_space(checkpointer, model_parts, optimizers) -> None:
     free = shutil.disk_usage(nearest_existing(checkpointer.folder)).free
     gib = 2**30
     if free < needed:
-        raise RunIdentityError(
+        raise CheckpointError(
             f"[checkpoint] folder {checkpointer.folder} has {free / gib:.2f} GiB free but one checkpoint of this run "
             f"takes about {needed / gib:.2f} GiB: free space there or point --job.dump_folder elsewhere"
         )
@@ -283,7 +290,7 @@ class EvalWeightsCheckpointer:
         elif not os.path.isfile(os.path.join(path, ".metadata")):
             inside = sorted(n for n in os.listdir(path) if n.startswith("step-")) if os.path.isdir(path) else []
             hint = f"; it holds {', '.join(inside)}: give one of them" if inside else ""
-            raise RunIdentityError(
+            raise CheckpointError(
                 f"[checkpoint] initial_load_path = {path!r} is not a checkpoint (no DCP .metadata file there{hint}). "
                 "Point it at one step folder, e.g. <dump folder>/checkpoint/step-<N>."
             )
@@ -334,7 +341,7 @@ class EvalWeightsCheckpointer:
             with_data = self._check_data_position(checkpoint_dir)
             try:
                 return self._load_step(candidate, with_data)
-            except (RunIdentityError, KeyboardInterrupt):
+            except (RunIdentityError, CheckpointError, KeyboardInterrupt):
                 raise
             except (Exception, CheckpointException) as e:  # unreadable (DCP raises a BaseException)
                 reason = _reason(e)
@@ -344,7 +351,7 @@ class EvalWeightsCheckpointer:
                         "model or optimizer setup. Use a new --job.dump_folder for this run."
                     ) from e
                 if i + 1 == len(candidates):
-                    raise RunIdentityError(
+                    raise CheckpointError(
                         f"the checkpoint {checkpoint_dir} cannot be read ({reason}) and there is no "
                         "earlier complete one. Delete it to start the run afresh, or restore it."
                     ) from e

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from torchtitan.tools.logging import logger
 
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
+from gpa_titan.optim.registry import default_of
 
-from .optimizer_registry import default_of
 from .start_checks import (  # noqa: F401  (ConfigError, validate_optimizer_config: imported from here too)
     OPTIMIZER_FIELD_DEFAULTS,
     ConfigError,

@@ -24,12 +24,10 @@ import socket
 import sys
 import traceback
 
+from gpa_titan.runs import EXIT_DIVERGED, EXIT_PEER_FAILED, EXIT_PREEMPTED_UNSAVED, EXIT_SETTINGS
+
 from .settings_check import SettingsError, check_settings
 
-EXIT_SETTINGS = 2  # like argparse's usage errors
-EXIT_DIVERGED = 3  # the divergence guard stopped the run (every rank sees the same values)
-EXIT_PREEMPTED_UNSAVED = 4  # preempted with checkpoints off: stopped, nothing saved (slurm/train.sbatch: no requeue)
-EXIT_PEER_FAILED = 1  # another rank failed first and said why; this one stops without a line of its own
 # how a collective fails when another rank has exited (gloo; NCCL ranks are ended by torchrun first)
 PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 TORCHTITAN_CONFIG = os.path.join("torchtitan", "config", "job_config.py")  # its dataclasses assert on some values

@@ -18,7 +18,7 @@ as ``slurm/train.sbatch`` sets it). Then:
 - grads: the same padded shards in the FSDP units' reduce dtype (``mixed_precision_reduce``,
   fp32 in TorchTitan 0.2.2: the reduce-scatter output that the sharded gradients view);
 - optimizer state: the optimizer the config names is built by the TrainSpec's
-  ``build_optimizers_fn`` (the registry, ``optimizer_registry.py``) on the sharded model and
+  ``build_optimizers_fn`` (the registry, ``gpa_titan/optim/registry.py``) on the sharded model and
   every tensor in its state is counted at its local size. GPA-AdamW and DiLoCo-AdamW create
   their state at construction. torch's AdamW creates it lazily in ``step()``, and its fused
   kernel has no meta implementation, so the plan calls AdamW's own lazy initialisation
@@ -403,9 +403,8 @@ def paper_configs() -> list[str]:
     """The paper's configs in ``configs/`` (``llama_*.toml``), sorted by size, then optimizer."""
     import glob
 
+    from gpa_titan.optim.registry import OPTIMIZERS
     from gpa_titan.paths import CONFIG_DIR
-
-    from .optimizer_registry import OPTIMIZERS
 
     paths = glob.glob(os.path.join(CONFIG_DIR, PAPER_CONFIG_GLOB))
     sizes = {name.lower(): i for i, name in enumerate(NODES)}

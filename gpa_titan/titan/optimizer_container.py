@@ -10,8 +10,7 @@ import torch.nn as nn
 from torchtitan.components.optimizer import OptimizersContainer
 
 from gpa_titan.optim import EvalModeOptimizer
-
-from .optimizer_registry import get_optimizer_spec
+from gpa_titan.optim.registry import get_optimizer_spec
 
 
 class EvalWeightsOptimizersContainer(OptimizersContainer):

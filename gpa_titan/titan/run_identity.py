@@ -2,11 +2,11 @@
 checkpoint's run computed.
 
 A run is identified by its resolved config with the effective global batch written in
-(``training.global_batch_size = -1`` depends on the number of ranks). Two configs describe
-the same computation when they agree on every key except those that do not change the math
-(``gpa_titan.analysis.grouping.IGNORED_KEYS``: logging, checkpoint interval, validation
-frequency, ``stop_after_steps``, compile, ...), the layout keys below, and the keys of
-optimizers the run does not use. The seed counts.
+(``training.global_batch_size = -1`` depends on the number of ranks). A resume must agree
+with it on every key that changes the math, the seed included, except the layout keys and
+the keys of optimizers the run does not use; ``gpa_titan/runs.py`` says which keys these are
+(``separates_resumed_run``: logging, checkpoint interval, validation frequency,
+``stop_after_steps``, compile, parallelism, the warm-start path, ...).
 
 - ``run_info.json`` in the dump folder records the run's config and every launch; a launch
   whose config differs is refused (``RunIdentityError``) unless ``[job] allow_resume_changes``
@@ -19,8 +19,6 @@ optimizers the run does not use. The seed counts.
 from __future__ import annotations
 
 import fcntl
-import fnmatch
-import json
 import os
 import socket
 import time
@@ -28,21 +26,20 @@ from typing import Any
 
 from torchtitan.tools.logging import logger
 
-from gpa_titan.analysis.grouping import SEED_KEY, flatten, is_ignored, show
+from gpa_titan.optim.registry import unused_optimizer_keys
+from gpa_titan.runs import (
+    CHECKPOINT_CONFIG,
+    RUN_INFO,
+    flatten,
+    read_checkpoint_config,
+    read_run_info,
+    separates_resumed_run,
+    show,
+)
 
 from .job_config import ConfigError
-from .optimizer_registry import unused_optimizer_keys
 
-CHECKPOINT_CONFIG = "gpa_titan_config.json"
-MODEL_ONLY = "gpa_titan_model_only"  # a key of CHECKPOINT_CONFIG: the final model-only export
 LOCK_FILE = ".gpa_titan.lock"
-# keys that may differ on resume beyond grouping's IGNORED_KEYS: how the same computation is laid out
-LAYOUT_KEYS = {
-    "parallelism.*": "how ranks split the same computation (the effective global batch is compared)",
-    "training.local_batch_size": "the micro-batch (the effective global batch is compared)",
-    "job.allow_resume_changes": "this override itself",
-    "checkpoint.initial_load_*": "only read when a run starts without checkpoints",
-}
 # keys that set the shapes of the saved state: a checkpoint cannot be loaded across a change, allowed or not
 SHAPE_KEYS = ("model.name", "model.flavor", "model.vocab_size")
 
@@ -75,8 +72,7 @@ def math_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
     unused = set(unused_optimizer_keys(old_flat)) & set(unused_optimizer_keys(new_flat))
     out = []
     for key in sorted(set(old_flat) | set(new_flat)):
-        layout = any(fnmatch.fnmatchcase(key, pattern) for pattern in LAYOUT_KEYS)
-        if key in unused or layout or (is_ignored(key) and key != SEED_KEY):
+        if key in unused or not separates_resumed_run(key):
             continue
         a, b = old_flat.get(key, "<absent>"), new_flat.get(key, "<absent>")
         if a != b:
@@ -90,18 +86,18 @@ def describe_differences(differences: list[tuple[str, Any, Any]]) -> str:
 
 def check_folder(dump_folder: str, config: dict[str, Any], allow_changes: bool) -> list[tuple[str, Any, Any]]:
     """Refuse a dump folder that holds a different run; return the allowed differences."""
-    path = os.path.join(dump_folder, "run_info.json")
-    if not os.path.exists(path):
+    info = read_run_info(dump_folder)
+    if info is None:
         return []
-    with open(path) as f:
-        previous = json.load(f).get("config", {})
+    path = os.path.join(dump_folder, RUN_INFO)
+    previous = info.get("config", {})
     differences = math_differences(previous, config)
     if differences and not allow_changes:
         raise RunIdentityError(
             f"--job.dump_folder {dump_folder} holds another run: {describe_differences(differences)} "
             f"(the run there, from {path}, -> this launch). Use a new --job.dump_folder for a new run, or, to "
             "continue that run with these changes on purpose, add --job.allow_resume_changes (every changed key "
-            "is logged and recorded in run_info.json's history)."
+            f"is logged and recorded in {RUN_INFO}'s history)."
         )
     return differences
 
@@ -110,14 +106,12 @@ def check_checkpoint(checkpoint_dir: str, config: dict[str, Any], allow_changes:
                      model_only: bool = False) -> list[tuple[str, Any, Any]]:
     """Refuse to load a checkpoint written under different math (or, for ``model_only``, a
     model of another shape); return the allowed differences."""
-    path = os.path.join(checkpoint_dir, CHECKPOINT_CONFIG)
-    if not os.path.exists(path):
+    record = read_checkpoint_config(checkpoint_dir)
+    if record is None:
         logger.warning(f"{checkpoint_dir} has no record of the settings it was written under ({CHECKPOINT_CONFIG}): "
                        "loading it without checking them")
         return []
-    with open(path) as f:
-        written = json.load(f)
-    written.pop(MODEL_ONLY, None)
+    written, _ = record
     differences = math_differences(written, config)
     shapes = [d for d in differences if d[0] in SHAPE_KEYS]
     if shapes:
@@ -142,26 +136,11 @@ def check_checkpoint(checkpoint_dir: str, config: dict[str, Any], allow_changes:
             f"the checkpoint {checkpoint_dir} was written under other settings: {describe_differences(differences)} "
             "(checkpoint -> this launch); resuming would silently continue with a mix. Use a new "
             "--job.dump_folder, or add --job.allow_resume_changes to continue with these changes on purpose "
-            "(each is logged and recorded in run_info.json's history)."
+            f"(each is logged and recorded in {RUN_INFO}'s history)."
         )
     for key, old, new in differences:
         logger.warning(f"Continuing from {checkpoint_dir} with {key} changed from {show(old)} to {show(new)}")
     return differences
-
-
-def write_checkpoint_config(checkpoint_dir: str, config: dict[str, Any], model_only: bool = False) -> None:
-    """Record the run's config in a checkpoint folder (and whether it holds the model weights only)."""
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    with open(os.path.join(checkpoint_dir, CHECKPOINT_CONFIG), "w") as f:
-        json.dump({**config, MODEL_ONLY: model_only}, f, indent=2, default=str)
-
-
-def is_model_only(checkpoint_dir: str) -> bool:
-    path = os.path.join(checkpoint_dir, CHECKPOINT_CONFIG)
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        return bool(json.load(f).get(MODEL_ONLY, False))
 
 
 class DumpFolderLock:

@@ -13,6 +13,7 @@ from importlib import metadata
 from typing import Any
 
 from gpa_titan.paths import REPO_ROOT
+from gpa_titan.runs import RUN_INFO, read_run_info
 
 PACKAGES = ("torch", "torchtitan", "gpa_titan", "triton", "datasets", "tokenizers", "wandb", "tensorboard")
 
@@ -46,7 +47,7 @@ def write_run_info(dump_folder: str, config: dict, differences: list[tuple[str, 
     changed) and ``config.json`` (the resolved config alone) into ``dump_folder``; return the
     first path. A launch is appended to the history, never written over it."""
     os.makedirs(dump_folder, exist_ok=True)
-    path = os.path.join(dump_folder, "run_info.json")
+    path = os.path.join(dump_folder, RUN_INFO)
     launch = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
@@ -57,10 +58,7 @@ def write_run_info(dump_folder: str, config: dict, differences: list[tuple[str, 
         "versions": versions(),
         "changed": [{"key": k, "from": a, "to": b} for k, a, b in differences],
     }
-    launches = []
-    if os.path.exists(path):
-        with open(path) as f:
-            launches = json.load(f).get("launches", [])
+    launches = (read_run_info(dump_folder) or {}).get("launches", [])
     info = {"config": config, "launches": [*launches, launch]}
     with open(path + ".tmp", "w") as f:
         json.dump(info, f, indent=2, default=str)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpa_titan.optim import HyperparameterError
+from gpa_titan.optim.registry import EXTRA_FIELDS, OPTIMIZER_NAMES, OPTIMIZERS, default_of, toml_key
 
 from .models import FLAVORS
-from .optimizer_registry import EXTRA_FIELDS, OPTIMIZER_NAMES, OPTIMIZERS, default_of, toml_key
 
 MODEL_NAME = "gpa_llama3"  # the TrainSpec of gpa_titan.titan.spec (not imported here: it registers itself)
 PREEMPT_SIGNAL_VAR = "GPA_PREEMPT_SIGNAL"

@@ -10,12 +10,14 @@ from torchtitan.protocols.model_converter import build_model_converters
 from torchtitan.tools.logging import logger
 from torchtitan.train import Trainer
 
+from gpa_titan.runs import RUN_INFO, is_model_only
+
 from .checkpoint import EvalWeightsCheckpointer, check_checkpoint_folder, check_checkpoint_space
 from .cpu_compat import apply_cpu_compat
 from .job_config import validate_job_config
 from .monitor import DivergenceError, TrainingMonitor, format_duration
 from .preemption import PreemptedUnsaved, PreemptionSignal
-from .run_identity import DumpFolderLock, check_folder, is_model_only, run_config
+from .run_identity import DumpFolderLock, check_folder, run_config
 from .run_info import write_run_info
 from .wandb_offline import configure_wandb
 
@@ -173,6 +175,6 @@ class GPATrainer(Trainer):
             lines.append(f"checkpoints: {os.path.join(dump, cfg.checkpoint.folder)}")
         if cfg.metrics.enable_tensorboard:
             lines.append(f"TensorBoard: {os.path.join(dump, cfg.metrics.save_tb_folder)}")
-        lines.append(f"run description: {os.path.join(dump, 'run_info.json')}")
+        lines.append(f"run description: {os.path.join(dump, RUN_INFO)}")
         lines.append(f"plot: python scripts/plot_runs.py {dump} --out {os.path.join(dump, 'figures')}")
         logger.info("\n  ".join(lines))

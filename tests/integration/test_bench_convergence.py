@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from gpa_titan.analysis.logs import VAL_LOSS, read_tensorboard, read_wandb_offline
-from gpa_titan.titan.bench import run_env
+from gpa_titan.study.launcher import run_env
 from helpers import REPO, run, run_trainer, tiny_args
 
 

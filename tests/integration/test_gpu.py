@@ -17,6 +17,7 @@ from helpers import (
     REPO,
     TRAIN_LOSS,
     QuadraticProblem,
+    ieee_float32_step,
     run,
     run_trainer,
     scalars,
@@ -75,6 +76,34 @@ def test_cuda_kernel_bfloat16_steps_round_once():
                 diff = (got[name].cpu().double() - want).abs()
                 bound = 2.0**-8 * want.abs() + 1e-6 * (1 + want.abs())  # one bf16 rounding, float32 slack
                 assert (diff <= bound).all(), f"{name} at step {step}: {(diff - bound).max().item():.3e} over"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_kernel_is_bitwise_the_ieee_float32_update(dtype):
+    """The launcher turns mul+add contraction off and the kernel uses sqrt_rn/div_rn, so on
+    the GPU every stored value equals the IEEE float32 computation (made on the CPU) bit for
+    bit, rounded once to bf16 for bf16 storage: no tolerance. One tensor is an odd view, so
+    both the aligned and the unaligned variant run."""
+    from gpa_titan.optim import triton_kernel as K
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = [1, 33, 1025, 4099, 1 << 20]
+    state = [[(torch.randn(n, generator=gen) * (0.1 if k == 3 else 1)).to(dtype) for n in sizes] for k in range(5)]
+    state[4] = [(v.float() ** 2 * 0.01 + 1e-4).to(dtype) for v in state[4]]
+    c = GPACoefficients.for_step(3e-3, 0.1, 0.9, 0.95, 1e-8, 0.99, 0.9, 7)
+    want = [ieee_float32_step(*(lst[i] for lst in state), c) for i in range(len(sizes))]
+    cuda = [[t.cuda() for t in lst] for lst in state]
+    odd = torch.empty(sizes[2] + 1, dtype=dtype, device="cuda")[1:]
+    odd.copy_(cuda[1][2])
+    cuda[1][2] = odd
+    assert [flag for flag, _ in K.launch_plan([tuple(lst[i].data_ptr() for lst in cuda)
+                                               for i in range(len(sizes))])] == [True, False]
+    K.gpa_adamw_triton_step(*cuda, c)
+    for i, expected in enumerate(want):
+        for name, k, ref in zip("yzmv", (0, 1, 3, 4), expected):
+            got = cuda[k][i].cpu()
+            worst = (got.double() - ref.double()).abs().max()
+            assert torch.equal(got, ref.to(dtype)), f"{name}[{i}] ({dtype}): off by up to {worst}"
 
 
 def test_fsdp2_over_all_gpus_matches_one_plain_process(tmp_path):

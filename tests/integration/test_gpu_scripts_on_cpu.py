@@ -1,5 +1,6 @@
 """The GPU check's scripts run on CPU at a toy size (so they cannot rot where CI has no GPU)."""
 
+import os
 import subprocess
 import sys
 
@@ -19,12 +20,31 @@ def test_bench_optimizer_prints_every_optimizer_with_bandwidth():
     assert rows["DiLoCo-AdamW fused (H=8)"][3] == "16.0"
 
 
-def test_gpu_train_check_reports_tokens_per_second_and_memory(tmp_path):
-    out = run([sys.executable, "scripts/gpu_train_check.py", "--out", str(tmp_path), "--flavor", "debug",
-               "--steps", "6", "--seq-len", "32", "--batch", "2", "--warmup", "0", "--optimizers", "AdamW,GPA-AdamW",
-               "--no-compile"], timeout=600).stdout.strip().splitlines()
-    assert out[-3].startswith("| AdamW |") is False and out[-2].startswith("| AdamW | ")
-    assert out[-1].startswith("| GPA-AdamW | ") and float(out[-1].split(" | ")[1].replace(",", "")) > 0
+def test_gpu_check_rehearses_every_stage_on_cpu(tmp_path):
+    """The whole of scripts/gpu_check.sh (setup, machine, build, tests, optimizer, training) at
+    toy sizes: the script a device call runs has run here, stage times and all."""
+    out = tmp_path / "out"
+    proc = run(["bash", "scripts/gpu_check.sh", "--rehearse-on-cpu", "--out", str(out)],
+               env={"GPU_RUNS": str(tmp_path / "runs")}, timeout=600)
+    assert "gpu_check.sh: all checks passed" in proc.stdout
+    assert sorted(os.listdir(out)) == ["bench_optimizer.md", "build_check.md", "machine.txt", "pytest_gpu.txt",
+                                       "stages.md", "train_check.md"]
+    stages = (out / "stages.md").read_text().splitlines()
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in stages[3:]}
+    assert list(rows) == ["setup", "machine", "build", "tests", "optimizer", "training", "all"]
+    assert all(row[3].startswith("ok") for row in rows.values()), stages
+    limits = [int(row[2]) for name, row in rows.items() if name != "all"]
+    assert sum(limits) == int(rows["all"][2]) <= 540, "the stage limits must leave a 10-minute device call time"
+    assert "4 of 4 variants pass" in (out / "build_check.md").read_text()
+    train = (out / "train_check.md").read_text().strip().splitlines()
+    assert train[-2].startswith("| AdamW | ") and train[-1].startswith("| GPA-AdamW | ")
+    assert float(train[-1].split(" | ")[1].replace(",", "")) > 0
+
+
+def test_gpu_check_refuses_unknown_arguments():
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--fast"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "unknown argument '--fast'" in proc.stderr and "--quick" in proc.stderr
 
 
 def test_gpu_check_refuses_without_a_gpu():

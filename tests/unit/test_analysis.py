@@ -10,15 +10,16 @@ from gpa_titan.analysis.grouping import (
     group_runs,
     is_ignored,
 )
-from gpa_titan.analysis.speedup import (
-    Setting,
-    all_but_lr,
-    best_by_final_loss,
-    mean_curve,
-    results_table,
-    speedup_percent,
-    steps_to_reach,
-)
+from gpa_titan.analysis.setting import SettingRuns, all_but_lr, best_by_final_loss, mean_curve
+from gpa_titan.analysis.speedup import results_table, speedup_percent, steps_to_reach
+from gpa_titan.optim.table4 import gpa_mu_x
+
+
+def setting(optimizer, h, lr, curves, config=None):
+    """A ``SettingRuns`` of ``optimizer`` at ``h`` (DiLoCo's inner steps, GPA's Table-4 mu_x) and ``lr``."""
+    settings = {"lr": lr} | ({"inner_steps": h} if optimizer == "DiLoCo-AdamW" else
+                             {"mu_x": gpa_mu_x(h)} if h is not None else {})
+    return SettingRuns(optimizer, settings, max(curves[0]), curves, config=config or {})
 
 
 def test_interpolates_between_evaluation_points():
@@ -46,14 +47,14 @@ def test_speedup_percent():
 
 def test_table_uses_best_lr_mean_over_seeds_and_baseline_final_loss():
     steps = [0, 100, 200, 300, 400]
-    adamw = Setting(
+    adamw = setting(
         "AdamW", None, 1e-3, [dict(zip(steps, [6, 4, 3.4, 3.1, 3.0])), dict(zip(steps, [6, 4, 3.4, 3.1, 3.0]))]
     )
-    adamw_bad = Setting("AdamW", None, 1e-2, [dict(zip(steps, [6, 5, 4.5, 4.2, 4.0]))])
-    gpa = Setting(
+    adamw_bad = setting("AdamW", None, 1e-2, [dict(zip(steps, [6, 5, 4.5, 4.2, 4.0]))])
+    gpa = setting(
         "GPA-AdamW", 32, 1e-3, [dict(zip(steps, [6, 3.8, 3.2, 3.0, 2.9])), dict(zip(steps, [6, 3.8, 3.2, 2.9, 2.8]))]
     )
-    never = Setting("DiLoCo-AdamW", 32, 1e-3, [dict(zip(steps, [6, 4.5, 3.9, 3.5, 3.3]))])
+    never = setting("DiLoCo-AdamW", 32, 1e-3, [dict(zip(steps, [6, 4.5, 3.9, 3.5, 3.3]))])
     best = best_by_final_loss([adamw, adamw_bad, gpa, never])
     assert best[("AdamW", None)] is adamw
     table, rows = results_table(best)
@@ -140,10 +141,10 @@ def test_an_unfinished_run_alone_is_flagged():
 
 
 def settings_for_table():
-    gpa = [Setting("GPA-AdamW", 32, lr, [dict(zip(STEPS, [6, 4, 3.5, 3.1, final]))],
+    gpa = [setting("GPA-AdamW", 32, lr, [dict(zip(STEPS, [6, 4, 3.5, 3.1, final]))],
                    config={"optimizer.name": "GPA-AdamW", "optimizer.mu_y": mu_y, "optimizer.lr": lr})
            for mu_y, lr, final in [(0.3, 1e-3, 3.05), (0.3, 3e-3, 2.95), (0.9, 1e-3, 2.9), (0.9, 3e-3, 3.3)]]
-    diloco = Setting("DiLoCo-AdamW", 32, 1e-3, [dict(zip(STEPS, [6, 4.5, 3.9, 3.5, 3.4]))],
+    diloco = setting("DiLoCo-AdamW", 32, 1e-3, [dict(zip(STEPS, [6, 4.5, 3.9, 3.5, 3.4]))],
                      config={"optimizer.name": "DiLoCo-AdamW", "optimizer.lr": 1e-3})
     return gpa, diloco
 

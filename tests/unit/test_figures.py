@@ -4,18 +4,11 @@ import math
 
 import pytest
 
-from gpa_titan.analysis.figures import (
-    Point,
-    comparison_table,
-    figure1b,
-    figure3,
-    figure9,
-    h_key,
-    point_from_setting,
-    table2,
-    write_figures,
-)
-from gpa_titan.analysis.speedup import Setting
+from gpa_titan.analysis.figures import figure1b, figure3, figure9, table2, write_figures
+from gpa_titan.analysis.formatting import show_value
+from gpa_titan.analysis.grouping import Group, Run
+from gpa_titan.analysis.setting import SettingRuns, best_by_final_loss, h_key
+from gpa_titan.analysis.speedup import comparison_table, results_table
 from gpa_titan.optim.table4 import gpa_mu_x
 
 STEPS = 1000
@@ -27,24 +20,24 @@ def curve(final: float, start: float = 7.0) -> dict[int, float]:
 
 
 def gpa(h, mu_y, final, lr=0.008, seeds=1):
-    return Point("GPA-AdamW", {"lr": lr, "beta1": 0.9, "beta2": 0.95, "mu_x": round(gpa_mu_x(h), 8), "mu_y": mu_y},
-                 STEPS, [curve(final + 0.01 * s) for s in range(seeds)])
+    settings = {"lr": lr, "beta1": 0.9, "beta2": 0.95, "mu_x": round(gpa_mu_x(h), 8), "mu_y": mu_y}
+    return SettingRuns("GPA-AdamW", settings, STEPS, [curve(final + 0.01 * s) for s in range(seeds)])
 
 
 def diloco(h, final, seeds=1):
-    return Point("DiLoCo-AdamW", {"lr": 0.008, "beta1": 0.9, "beta2": 0.95, "inner_steps": h, "outer_lr": 0.75,
-                                  "outer_momentum": 0.9}, STEPS, [curve(final + 0.01 * s) for s in range(seeds)])
+    return SettingRuns("DiLoCo-AdamW", {"lr": 0.008, "beta1": 0.9, "beta2": 0.95, "inner_steps": h, "outer_lr": 0.75,
+                                        "outer_momentum": 0.9}, STEPS, [curve(final + 0.01 * s) for s in range(seeds)])
 
 
 def adamw(final, lr=0.004, seeds=1):
     curves = [curve(final + 0.01 * s) for s in range(seeds)]
-    return Point("AdamW", {"lr": lr, "beta1": 0.9, "beta2": 0.95}, STEPS, curves)
+    return SettingRuns("AdamW", {"lr": lr, "beta1": 0.9, "beta2": 0.95}, STEPS, curves)
 
 
 POINTS = [adamw(4.0), adamw(4.2, lr=0.016),
           gpa(1, 0.9, 4.1), gpa(3, 0.9, 3.95), gpa(3, 0.4, 3.9), gpa(10, 0.4, 3.8), gpa(10, 0.4, 3.85, lr=0.016),
           gpa(10, 0.9, 4.3), diloco(1, 4.05), diloco(3, 4.02), diloco(10, 4.4),
-          Point("ScheduleFree-AdamW", {"lr": 0.008, "beta1": 0.9, "beta2": 0.95}, STEPS, [curve(4.03)])]
+          SettingRuns("ScheduleFree-AdamW", {"lr": 0.008, "beta1": 0.9, "beta2": 0.95}, STEPS, [curve(4.03)])]
 
 
 def test_h_of_points_and_column_keys():
@@ -113,7 +106,7 @@ def test_comparison_table_rows_and_speedup():
 
 
 def test_diverged_points_never_win():
-    points = [adamw(4.0), gpa(3, 0.4, 3.5), Point("GPA-AdamW", gpa(10, 0.4, 1.0).settings, STEPS, [{}])]
+    points = [adamw(4.0), gpa(3, 0.4, 3.5), SettingRuns("GPA-AdamW", gpa(10, 0.4, 1.0).settings, STEPS, [{}])]
     _, data = table2(points)
     assert data["rows"]["GPA-AdamW"]["10"]["final_mean"] == math.inf
     assert "diverged" in table2(points)[0]
@@ -121,9 +114,9 @@ def test_diverged_points_never_win():
 
 
 def test_point_from_a_grouped_setting():
-    config = {"optimizer.lr": 0.003, "optimizer.beta1": 0.9, "optimizer.mu_x": 0.9967, "optimizer.mu_y": 0.9,
-              "optimizer.implementation": "fused", "training.steps": 12208}
-    p = point_from_setting(Setting("GPA-AdamW", 32, 0.003, [curve(3.2)], config=config, runs=["r"]))
+    config = {"optimizer.name": "GPA-AdamW", "optimizer.lr": 0.003, "optimizer.beta1": 0.9, "optimizer.mu_x": 0.9967,
+              "optimizer.mu_y": 0.9, "optimizer.implementation": "fused", "training.steps": 12208}
+    p = SettingRuns.from_group(Group(config, [Run("r", config, curve(3.2))]))
     assert p.steps == 12208 and p.settings == {"lr": 0.003, "beta1": 0.9, "mu_x": 0.9967, "mu_y": 0.9}
     assert h_key(p.h) == 32  # Table 4's rounded mu_x for H = 32
 
@@ -141,10 +134,28 @@ def test_write_figures_writes_markdown_and_pngs(tmp_path):
 
 
 def test_an_optimizer_that_only_diverged_is_reported_not_plotted(tmp_path):
-    points = [adamw(4.0), Point("GPA-AdamW", gpa(10, 0.4, 1.0).settings, STEPS, [{}, {}])]
+    points = [adamw(4.0), SettingRuns("GPA-AdamW", gpa(10, 0.4, 1.0).settings, STEPS, [{}, {}])]
     text, rows = comparison_table(points)
     assert "| diverged | 2 | not reached | — |" in text
     assert set(figure3(points)[1]) == {"AdamW"}
     write_figures(str(tmp_path), points, "diverged")  # no error
-    dead_baseline, _ = comparison_table([Point("AdamW", {"lr": 1.0}, STEPS, [{}]), gpa(3, 0.4, 3.5)])
+    dead_baseline, _ = comparison_table([SettingRuns("AdamW", {"lr": 1.0}, STEPS, [{}]), gpa(3, 0.4, 3.5)])
     assert dead_baseline.startswith("No baseline")
+
+
+def test_every_view_shows_one_h():
+    """H comes from table4.h_of_setting; the speedup table, Table 2 and the comparison table show the same H."""
+    off_grid = SettingRuns("GPA-AdamW", {"lr": 0.01, "mu_x": 0.95, "mu_y": 0.9}, STEPS, [curve(3.7)], config={"k": 1})
+    assert off_grid.h == pytest.approx(math.log(0.9) / math.log(0.95)) and off_grid.h_column == 2.05
+    records = [adamw(4.0), off_grid, diloco(3, 3.9)]
+    _, rows = results_table(best_by_final_loss(records))
+    assert [r["inner_steps"] for r in rows] == [None, 3, 2.05]
+    assert table2(records)[1]["H"] == [2.05, 3]
+    assert [line.split(" | ")[1] for line in comparison_table(records)[0].splitlines()[4:]] == [
+        "—", "3 (paper-eq. 36.6; window 30 steps = 3% of run)", "2.05 (paper-eq. 25.1; window 20 steps = 2% of run)"]
+
+
+def test_one_value_formatter():
+    assert [show_value(v) for v in (None, 0.003, 0.9967, 32, "cosine", 1e-8)] == ["—", "0.003", "0.9967", "32",
+                                                                                   "cosine", "1e-08"]
+    assert [show_value(v, 3) for v in (12.208, 366.24, 3052.0)] == ["12.2", "366", "3,052"]

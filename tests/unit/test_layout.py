@@ -1,5 +1,6 @@
-"""The package's boundaries: optimizers, data and analysis never import TorchTitan; scripts
-use the installed package rather than editing sys.path; one version string."""
+"""The package's boundaries: optimizers, data, analysis and the run keys never import
+TorchTitan, and the TorchTitan layer never imports the analysis; scripts use the installed
+package rather than editing sys.path; one version string."""
 
 import ast
 import glob
@@ -11,7 +12,7 @@ import pytest
 import gpa_titan
 from helpers import REPO
 
-PLAIN = ("optim", "data", "analysis")  # no TorchTitan below these
+PLAIN = ("optim", "data", "analysis", "study")  # no TorchTitan below these
 
 
 def imported_modules(path: str) -> set[str]:
@@ -34,13 +35,40 @@ def test_plain_packages_do_not_import_torchtitan(package):
         assert not bad, f"{os.path.relpath(path, REPO)} imports {sorted(bad)}"
 
 
+def test_the_neutral_run_keys_import_no_torchtitan_and_no_torch():
+    bad = {m for m in imported_modules(os.path.join(REPO, "gpa_titan", "runs.py"))
+           if m.split(".")[0] in ("torch", "torchtitan") or m.startswith(("gpa_titan.titan", "gpa_titan.analysis"))}
+    assert not bad, f"gpa_titan/runs.py imports {sorted(bad)}"
+
+
+def relative_imports(path: str) -> set[str]:
+    """The modules ``path`` imports, relative imports resolved to ``gpa_titan.<...>`` names."""
+    package = os.path.relpath(os.path.dirname(path), REPO).replace(os.sep, ".").split(".")
+    names = set()
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            names.add(".".join([*base, *([node.module] if node.module else [])]))
+    return names | imported_modules(path)
+
+
+def test_the_torchtitan_layer_does_not_import_the_analysis():
+    files = glob.glob(os.path.join(REPO, "gpa_titan", "titan", "**", "*.py"), recursive=True)
+    assert files
+    for path in files:
+        bad = {m for m in relative_imports(path) if m.startswith("gpa_titan.analysis")}
+        assert not bad, f"{os.path.relpath(path, REPO)} imports {sorted(bad)}: the training layer reads run keys " \
+                        "from gpa_titan/runs.py, not from the post-hoc analysis"
+
+
 def test_the_check_sees_an_import():
     assert "torchtitan.train" in imported_modules(os.path.join(REPO, "gpa_titan", "titan", "main.py"))
+    assert "gpa_titan.titan.run_identity" in relative_imports(os.path.join(REPO, "gpa_titan", "titan", "trainer.py"))
 
 
 def test_top_level_holds_only_the_layers():
     top = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "gpa_titan", "*.py")))
-    assert top == ["__init__.py", "paths.py", "train.py"]
+    assert top == ["__init__.py", "paths.py", "runs.py", "train.py"]
 
 
 def test_scripts_do_not_edit_sys_path():

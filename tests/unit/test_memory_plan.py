@@ -12,8 +12,8 @@ import re
 import pytest
 import torch
 
+from gpa_titan.optim.registry import OPTIMIZERS
 from gpa_titan.titan import memory_plan as mp
-from gpa_titan.titan.optimizer_registry import OPTIMIZERS
 from helpers import REPO
 
 # The flavors' shapes as the README states them (layers, dim, heads, kv heads, FFN, vocab),

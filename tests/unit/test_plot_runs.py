@@ -1,10 +1,9 @@
-"""scripts/plot_runs.py on synthetic run folders (a real resolved config in run_info.json,
-validation losses in TensorBoard files): grouping, refusals, and tables without a baseline."""
+"""scripts/plot_runs.py (its logic, gpa_titan/analysis/plot_runs.py) on synthetic run folders (a
+real resolved config in run_info.json, validation losses in TensorBoard files): grouping,
+refusals, and tables without a baseline."""
 
 import copy
-import importlib.util
 import json
-import os
 
 import pytest
 from torch.utils.tensorboard import SummaryWriter
@@ -12,17 +11,16 @@ from torchtitan.config import ConfigManager
 
 from gpa_titan.analysis.logs import VAL_LOSS
 from gpa_titan.paths import DEBUG_CONFIG
-from helpers import REPO
 
 STEPS = [1, 100, 200, 300, 400]
 
 
 @pytest.fixture(scope="module")
 def plot_runs():
-    spec = importlib.util.spec_from_file_location("plot_runs", os.path.join(REPO, "scripts", "plot_runs.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The logic of ``scripts/plot_runs.py``."""
+    from gpa_titan.analysis import plot_runs
+
+    return plot_runs
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The optimizer registry: config checks are the optimizers' own, named by TOML key."""
 
+import dataclasses
 import os
 
 import pytest
@@ -7,8 +8,8 @@ import torch
 from torchtitan.config import ConfigManager
 
 from gpa_titan.optim import HyperparameterError
+from gpa_titan.optim.registry import EXTRA_FIELDS, OPTIMIZER_NAMES, OPTIMIZERS, default_of
 from gpa_titan.titan.job_config import Optimizer, validate_optimizer_config
-from gpa_titan.titan.optimizer_registry import OPTIMIZER_NAMES, OPTIMIZERS, default_of
 from helpers import REPO
 
 
@@ -19,6 +20,14 @@ def config(*args):
 def test_registry_lists_the_four_optimizers():
     assert OPTIMIZER_NAMES == ("AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW")
     assert [n for n, s in OPTIMIZERS.items() if s.takes_inner_steps] == ["GPA-AdamW", "DiLoCo-AdamW"]
+
+
+def test_the_job_config_declares_exactly_the_registrys_fields():
+    """``job_config.Optimizer`` is the only other place a field is declared (TorchTitan needs the dataclass)."""
+    declared = [f.name for f in dataclasses.fields(Optimizer) if f.name != "name"]
+    assert declared == list(EXTRA_FIELDS)
+    assert OPTIMIZERS["GPA-AdamW"].fields == ("mu_x", "mu_y")  # read from GPAAdamW's signature
+    assert OPTIMIZERS["AdamW"].fields == () and OPTIMIZERS["DiLoCo-AdamW"].h_fields(8, 0.9) == {"inner_steps": 8}
 
 
 def test_config_defaults_are_the_optimizers_defaults():

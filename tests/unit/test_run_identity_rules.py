@@ -8,17 +8,19 @@ import torch
 from torchtitan.config import ConfigManager
 
 from gpa_titan.optim import GPAAdamW
+from gpa_titan.optim.registry import default_of
+from gpa_titan.runs import write_checkpoint_config
 from gpa_titan.titan import checkpoint as checkpoint_module
 from gpa_titan.titan.job_config import validate_job_config
-from gpa_titan.titan.optimizer_registry import default_of
 from gpa_titan.titan.run_identity import (
     RunIdentityError,
     check_checkpoint,
+    check_folder,
     effective_global_batch,
     math_differences,
     run_config,
-    write_checkpoint_config,
 )
+from gpa_titan.titan.run_info import write_run_info
 from helpers import REPO
 
 # the optimizer values these tests expect, pinned so that a new tuned demo setting does not change them
@@ -89,7 +91,7 @@ def test_checkpoint_space_is_checked_at_start_up(monkeypatch, tmp_path):
     needed = checkpoint_module.checkpoint_bytes([model], optimizers)
     assert needed == (256 * 256 + 256) * 4  # AdamW's state is created lazily: weights only here
     monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda _: SimpleNamespace(free=needed - 1))
-    with pytest.raises(RunIdentityError, match="GiB free but one checkpoint of this run takes about"):
+    with pytest.raises(checkpoint_module.CheckpointError, match="GiB free but one checkpoint of this run takes about"):
         checkpoint_module.check_checkpoint_space(ckpt, [model], optimizers)
     monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda _: SimpleNamespace(free=10 * needed))
     checkpoint_module.check_checkpoint_space(ckpt, [model], optimizers)  # room for keep_latest_k + 1
@@ -102,6 +104,21 @@ def test_a_launch_that_changes_only_the_warm_start_path_is_the_same_run_but_the_
     assert math_differences(base, warm) == []
     seeded = run_config(cfg("--debug.seed", "7"), 1)
     assert [key for key, _, _ in math_differences(base, seeded)] == ["debug.seed"]
+
+
+def test_a_resume_that_changes_only_the_warm_start_path_goes_on_and_one_that_changes_the_seed_is_refused(tmp_path):
+    dump, checkpoint = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoint" / "step-10")
+    base = run_config(cfg(), 1)
+    write_run_info(dump, base)
+    write_checkpoint_config(checkpoint, base)
+    warm = run_config(cfg("--checkpoint.initial_load_path", "/elsewhere/step-10"), 1)
+    assert check_folder(dump, warm, allow_changes=False) == []
+    assert check_checkpoint(checkpoint, warm, allow_changes=False) == []
+    seeded = run_config(cfg("--debug.seed", "7"), 1)
+    with pytest.raises(RunIdentityError, match=r"holds another run: debug.seed: 0 -> 7 "):
+        check_folder(dump, seeded, allow_changes=False)
+    with pytest.raises(RunIdentityError, match=r"other settings: debug.seed: 0 -> 7 "):
+        check_checkpoint(checkpoint, seeded, allow_changes=False)
 
 
 def test_a_checkpoint_of_another_model_shape_is_refused_even_with_changes_allowed(tmp_path):
@@ -120,14 +137,14 @@ def test_the_checkpoint_folder_check_does_not_create_the_folder(tmp_path):
     checkpoint_module.check_checkpoint_folder(str(folder))
     assert not folder.exists() and not (tmp_path / "run").exists(), "TorchTitan would then skip initial_load_path"
     (tmp_path / "file").write_text("x")
-    with pytest.raises(RunIdentityError, match="cannot be written"):
+    with pytest.raises(checkpoint_module.CheckpointError, match="cannot be written"):
         checkpoint_module.check_checkpoint_folder(str(tmp_path / "file" / "checkpoint"))
 
 
 @pytest.mark.parametrize("name", ["GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW", "AdamW"])
 def test_a_load_keeps_the_state_but_puts_back_this_launchs_hyperparameters(name):
+    from gpa_titan.optim.registry import get_optimizer_spec
     from gpa_titan.titan.optimizer_container import EvalWeightsOptimizersContainer
-    from gpa_titan.titan.optimizer_registry import get_optimizer_spec
 
     spec = get_optimizer_spec(name)
 

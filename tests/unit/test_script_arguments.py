@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from gpa_titan.study import cli as study_cli
 from helpers import REPO
 
 GPA = os.path.join(REPO, "configs", "llama_160m_gpa.toml")
@@ -27,7 +28,8 @@ def load(name: str):
 
 @pytest.fixture(scope="module")
 def scripts():
-    return {name: load(name) for name in ("sweep", "bench_convergence", "table4", "memory_plan")}
+    """Each script's ``main``: scripts/bench_convergence.py's is the study package's command line."""
+    return {"bench_convergence": study_cli, **{name: load(name) for name in ("sweep", "table4", "memory_plan")}}
 
 
 def refused(script, argv: list[str], capsys) -> str:

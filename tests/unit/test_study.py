@@ -9,24 +9,21 @@ import time
 
 import pytest
 
-from gpa_titan.analysis.study import (
+from gpa_titan.optim.registry import OPTIMIZERS, check_fields
+from gpa_titan.optim.table4 import gpa_mu_x
+from gpa_titan.study import grid
+from gpa_titan.study.launcher import BenchError, finished_result
+from gpa_titan.study.planner import RunRequest, RunResult, confirm_plan, drive, method_study
+from gpa_titan.study.spec import (
     METHOD_KNOBS,
     Phase,
-    RunRequest,
-    RunResult,
     StudySpec,
     StudySpecError,
-    confirm_plan,
-    drive,
     expand,
     knobs_name,
-    method_study,
     optimizer_fields,
     resolve,
 )
-from gpa_titan.optim.table4 import gpa_mu_x
-from gpa_titan.titan.bench import BenchError, check_fields, finished_result
-from gpa_titan.titan.optimizer_registry import OPTIMIZERS
 
 GPA_START = {"lr": 0.008, "beta1": 0.9, "beta2": 0.95, "mu_y": 0.6, "H": 3}
 
@@ -245,3 +242,61 @@ def test_a_finished_run_is_found_from_another_clone_but_not_with_other_settings(
                   ["--job.config_file", "/work/main/configs/debug_cpu.toml", "--optimizer.lr", "0.008"]):
         with pytest.raises(BenchError, match="holds a run of other settings"):
             finished_result(dump, other, steps=10)
+
+
+def _finished_grid_run(dump, args, steps):
+    """A finished run's folder: its bench_run.json (the arguments it ran with) and a validation curve."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    os.makedirs(dump)
+    with open(os.path.join(dump, "bench_run.json"), "w") as f:
+        json.dump({"args": args, "diverged": False, "wall_s": 1.0, "cpu_s": 1.0, "final": 3.0}, f)
+    writer = SummaryWriter(os.path.join(dump, "tb"))
+    for step in (1, steps):
+        writer.add_scalar("validation_metrics/loss", 3.0, step)
+    writer.close()
+
+
+def test_a_grid_rerun_with_other_settings_does_not_report_the_stale_runs(tmp_path, monkeypatch):
+    """Grid run folders are named by optimizer, H, lr and seed only: a rerun with another --mu-y
+    must not take the finished runs of the first as its own (it did, by the folder's name alone)."""
+    from types import SimpleNamespace
+
+    a = SimpleNamespace(optimizers=["GPA-AdamW"], out=str(tmp_path / "out"), data=str(tmp_path / "data"),
+                        vocab_size=512, tokenizer_docs=10, device="cpu", threads_per_run=1, inner_steps=[4],
+                        lrs=[3e-3], seeds=[0], steps=8, seq_len=32, batch=4, val_batches=2, val_every=4,
+                        flavor="debug", mu=0.9, mu_y=0.9, outer_lr=0.75, jobs=1, study=None, confirm=None)
+    tokenizer = str(tmp_path / "tok")
+    monkeypatch.setattr(grid, "ensure_tokenizer", lambda *args: tokenizer)
+    launched = []
+    monkeypatch.setattr("gpa_titan.study.launcher.launch", lambda *args: launched.append(args))
+    dump = os.path.join(a.out, "runs", grid.run_name("GPA-AdamW", 4, 3e-3, 0))
+    _finished_grid_run(dump, grid.grid_run_args(a, dump, tokenizer, "GPA-AdamW", 4, 3e-3, 0), 8)
+    a.mu_y = 0.5  # the same run names, another mu_y
+    with pytest.raises(SystemExit, match="holds a run of other settings"):
+        grid.run_grid(a)
+    assert launched == []
+    a.mu_y = 0.9  # the same settings: the finished run is reused, nothing runs
+    monkeypatch.setattr(grid, "write_report", lambda *args, **kwargs: "table")
+    assert grid.run_grid(a) == 0 and launched == []
+
+
+def test_tuned_settings_are_read_back_as_written_and_a_hand_edit_of_one_half_is_refused(tmp_path):
+    from gpa_titan.study.planner import MethodOutcome, PhaseRecord
+    from gpa_titan.study.tuned import load_tuned_settings, tuned_settings, write_tuned_settings
+
+    spec = StudySpec.from_dict(spec_dict())
+    chosen = {"lr": 0.016, "beta1": 0.8, "beta2": 0.99, "mu_y": 0.2, "H": 10}
+    record = PhaseRecord("GPA-AdamW", "lr", {}, [], chosen, 3.0)
+    outcome = MethodOutcome("GPA-AdamW", chosen, [record], {}, [])
+    tuned = tuned_settings(spec, "spec.json", "/data/peps/", "the tuning split", {"GPA-AdamW": outcome})
+    path = str(tmp_path / "tuned.json")
+    write_tuned_settings(path, tuned)
+    assert load_tuned_settings(path) == json.loads(json.dumps(tuned))
+    entry = tuned["methods"]["GPA-AdamW"]
+    assert entry["optimizer"] == optimizer_fields("GPA-AdamW", chosen, spec.setup) and entry["tuning_loss"] == 3.0
+    assert tuned["data"] == "peps" and entry["H"].startswith("10 (paper-eq.")
+    entry["optimizer"]["mu_y"] = 0.9  # the values edited, the knobs not
+    write_tuned_settings(path, tuned)
+    with pytest.raises(StudySpecError, match="GPA-AdamW's optimizer values .* do not match its knobs"):
+        load_tuned_settings(path)

@@ -16,7 +16,7 @@ pytest.importorskip("triton", reason="triton is not installed; the Triton kernel
 from gpa_titan.optim import triton_kernel as K  # noqa: E402
 from gpa_titan.optim.gpa_adamw import GPACoefficients  # noqa: E402
 from gpa_titan.optim.reference import ReferenceGPAAdamW  # noqa: E402
-from helpers import warmup_cosine  # noqa: E402
+from helpers import ieee_float32_step, warmup_cosine  # noqa: E402
 
 if not K._is_interpreted():
     pytest.skip(
@@ -257,6 +257,63 @@ def test_table_cache_reuse_and_rebuild():
     K.gpa_adamw_triton_step(*random_state([0, 0], torch.float32), COEFS)
     K.gpa_adamw_triton_step([], [], [], [], [], COEFS)
     assert K.table_cache_info() == {"hits": 0, "misses": 0, "size": 0}
+
+
+# ---------------------------------------------------------------- 4b. rounding and alignment
+def assert_bitwise(got_lists, want, dtype, label=""):
+    for i, expected in enumerate(want):
+        for name, got, ref in zip("yzmv", (t[i] for t in got_lists), expected):
+            assert torch.equal(got, ref.to(dtype)), f"{label}{name}[{i}] ({dtype}) is not the IEEE float32 update"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_is_bitwise_the_ieee_float32_update(dtype):
+    """No FMA anywhere: every value the kernel stores is the IEEE float32 computation's."""
+    assert K.launch_options(dtype, True)["enable_fp_fusion"] is False
+    y, z, g, m, v = random_state([1, 7, 1025, 4099], dtype, seed=3)
+    want = [ieee_float32_step(*(t[i] for t in (y, z, g, m, v)), COEFS) for i in range(4)]
+    K.gpa_adamw_triton_step(y, z, g, m, v, COEFS)
+    assert_bitwise((y, z, m, v), want, dtype)
+
+
+def test_the_bitwise_check_sees_a_contraction():
+    y, z, g, m, v = random_state([4099], torch.float32, seed=3)
+    fused = ieee_float32_step(y[0], z[0], g[0], m[0], v[0], COEFS, fma_in_y=True)
+    K.gpa_adamw_triton_step(y, z, g, m, v, COEFS)
+    assert not torch.equal(y[0], fused[0]), "one FMA in y's update must change some value of 4099"
+
+
+def test_launch_plan_keeps_aligned_tensors_together():
+    assert K.launch_plan([(0, 16, 32, 48, 64), (4, 16, 32, 48, 64), (16, 32, 48, 64, 80)]) == [
+        (True, [0, 2]),
+        (False, [1]),
+    ]
+    assert K.launch_plan([(16,) * 5]) == [(True, [0])]
+    assert K.launch_plan([(8,) * 5]) == [(False, [0])]
+    assert K.launch_plan([]) == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_one_odd_view_takes_the_unaligned_variant_alone(dtype, monkeypatch):
+    """A view with an odd storage offset among fresh tensors: the fresh ones still run the
+    ALIGNED variant (one launch for all of them), the view the unaligned one, and every
+    result is the eager float32 update's."""
+    sizes = [1025, 33, 2048]
+    y, z, g, m, v = random_state(sizes, dtype, seed=5)
+    base = torch.randn(sizes[1] + 1, dtype=torch.float64).to(dtype)
+    z[1] = base[1:]  # storage offset one element: 4 or 2 bytes, never 16-byte aligned
+    z[1].copy_(y[1])
+    assert z[1].data_ptr() % 16 != 0 and all(t[i].data_ptr() % 16 == 0 for t in (y, z, g, m, v) for i in (0, 2))
+    want = [ieee_float32_step(*(t[i] for t in (y, z, g, m, v)), COEFS) for i in range(3)]
+    launches = []
+    real = K.launch_options
+    monkeypatch.setattr(K, "launch_options", lambda dt, aligned: launches.append(aligned) or real(dt, aligned))
+    K.clear_table_cache()
+    K.gpa_adamw_triton_step(y, z, g, m, v, COEFS)
+    assert sorted(launches) == [False, True]
+    tables = list(K._CACHE.entries)
+    assert sorted(len(key[3]) for key in tables) == [1, 2], "the aligned launch must hold both fresh tensors"
+    assert_bitwise((y, z, m, v), want, dtype)
 
 
 # ---------------------------------------------------------------- 5. errors

@@ -10,11 +10,12 @@ import tomllib
 
 import pytest
 
-from gpa_titan.analysis.study import METHOD_KNOBS, StudySpecError, knobs_for_run_length, load_tuned_settings
 from gpa_titan.optim import GPAAdamW
+from gpa_titan.optim.registry import check_fields
 from gpa_titan.optim.table4 import gpa_mu_x
 from gpa_titan.paths import CONFIG_DIR, DEBUG_CONFIG, TUNED_SETTINGS
-from gpa_titan.titan.bench import check_fields
+from gpa_titan.study.spec import METHOD_KNOBS, StudySpecError, knobs_for_run_length
+from gpa_titan.study.tuned import load_tuned_settings
 from helpers import REPO
 
 

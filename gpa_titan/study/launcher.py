@@ -1,11 +1,14 @@
 """Running benchmark and study runs: one ``python -m gpa_titan.train`` process per run, on
 one CPU thread each (so that ``--jobs N`` processes share N cores without oversubscribing),
 its output in ``<dump>/train.log``, and a record of how it went in ``<dump>/bench_run.json``
-(the exact command, wall and CPU seconds, the final validation loss or that it diverged).
+(the exact command, wall and CPU seconds, the final validation loss or that it diverged:
+the trainer's exit code ``EXIT_DIVERGED``).
 
-A run whose dump folder already holds that command's finished run is not repeated (its
-validation loss at the last step, or its divergence, is read back); an unfinished one is
-removed and started again; a folder that holds a different command's run is an error.
+Every mode (grid, study, confirm) starts its runs through ``run_or_reuse``, the one check of
+"is this finished run exactly these settings": a run whose dump folder already holds that
+command's finished run is not repeated (its validation loss at the last step, or its
+divergence, is read back); an unfinished one is removed and started again; a folder that
+holds a different command's run is an error.
 """
 
 from __future__ import annotations
@@ -22,21 +25,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpa_titan.analysis.logs import VAL_LOSS, read_tensorboard
-from gpa_titan.analysis.study import RunRequest, RunResult, optimizer_fields
 from gpa_titan.data.demo import train_bpe_tokenizer
 from gpa_titan.data.documents import find_shards
 from gpa_titan.optim.hyperparameters import HyperparameterError
+from gpa_titan.optim.registry import check_fields
 from gpa_titan.paths import REPO_ROOT
+from gpa_titan.runs import EXIT_DIVERGED
 
-from .optimizer_registry import get_optimizer_spec
+from .planner import RunRequest, RunResult
 from .run_args import short_run_args
+from .spec import optimizer_fields
 
 RECORD = "bench_run.json"
 LOG = "train.log"
 # one thread per run: torch's intra-op pool (OpenMP), BLAS, and the tokenizers' Rust pool
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                      "TOKENIZERS_PARALLELISM": "false"}
-DIVERGED_MARK = "training diverged"
+
+
+def log(message: str) -> None:
+    """A progress line, at once (runs print from several threads)."""
+    print(message, flush=True)
 
 
 class BenchError(RuntimeError):
@@ -52,15 +61,6 @@ def run_env(device: str, threads_per_run: int | None = 1) -> dict[str, str]:
     if threads_per_run is not None:
         env |= {k: (str(threads_per_run) if k != "TOKENIZERS_PARALLELISM" else v) for k, v in SINGLE_THREAD_ENV.items()}
     return env
-
-
-def check_fields(fields: dict[str, Any]) -> None:
-    """Raise ``HyperparameterError`` (naming the ``[optimizer]`` key) for a value the optimizer rejects."""
-    spec = get_optimizer_spec(fields["name"])
-    kwargs = dict(lr=fields["lr"], betas=(fields["beta1"], fields["beta2"]), eps=fields["eps"],
-                  weight_decay=fields["weight_decay"])
-    kwargs |= {f: fields[f] for f in spec.fields if f in fields}
-    spec.check(**kwargs)
 
 
 def optimizer_cli(fields: dict[str, Any]) -> list[str]:
@@ -100,9 +100,10 @@ class Launcher:
         out (str): the study's folder; runs go to ``out/runs/<stage>/<name>``.
         data_for_stage (dict): the data folder of each stage ("tuning": the carved split, "final": --data).
         tokenizer (str): the tokenizer folder.
-        setup (dict): the runs' setup (``gpa_titan.analysis.study.SETUP_DEFAULTS``'s keys).
-        device (str): "cpu" or "cuda".
-        threads_per_run (int | None): CPU threads per run (None: the process's default).
+        setup (dict): the runs' setup (``gpa_titan.study.spec.SETUP_DEFAULTS``'s keys).
+        device (str, default "cpu"): "cpu" or "cuda".
+        threads_per_run (int | None, default 1): CPU threads per run (None: the process's default).
+        log (Callable, default print): where progress lines go.
     """
 
     out: str
@@ -133,20 +134,23 @@ class Launcher:
         dump = self.dump(request)
         args = trainer_args(dump, self.data_for_stage[request.stage], self.tokenizer, self.setup,
                             self.fields(request), request.seed)
-        return [sys.executable, "-m", "gpa_titan.train", *args]
+        return trainer_command(args)
 
     def execute(self, request: RunRequest) -> RunResult:
-        dump, cmd = self.dump(request), self.command(request)
-        result = finished_result(dump, cmd[3:], self.setup["steps"])
-        if result is None:
+        def announce() -> int:
             with self._lock:
                 self.launched += 1
                 number = self.launched
             self.log(f"[run {number}] {request.stage}: {request.name} ...")
-            result = launch(dump, cmd, self.setup["steps"], run_env(self.device, self.threads_per_run))
+            return number
+
+        def report(number: int, result: RunResult) -> None:
             state = "diverged" if result.diverged else f"final validation loss {result.final:.4f}"
             self.log(f"[run {number}] {request.name}: {state} ({result.wall_s:.0f} s, "
                      f"{result.cpu_s / max(result.wall_s, 1e-9):.2f} CPU-s per s)")
+
+        result = run_or_reuse(self.dump(request), self.command(request)[3:], self.setup["steps"],
+                              run_env(self.device, self.threads_per_run), announce, report)
         with self._lock:
             self.results[request.key] = result
         return result
@@ -189,6 +193,25 @@ def finished_result(dump: str, args: list[str], steps: int) -> RunResult | None:
     return None
 
 
+def trainer_command(args: list[str]) -> list[str]:
+    """The trainer's process for ``args`` (``finished_result`` compares the arguments after these three)."""
+    return [sys.executable, "-m", "gpa_titan.train", *args]
+
+
+def run_or_reuse(dump: str, args: list[str], steps: int, env: dict[str, str],
+                 before: Callable[[], Any] = lambda: None,
+                 after: Callable[[Any, RunResult], None] = lambda token, result: None) -> RunResult:
+    """The result of the trainer run of ``args`` into ``dump``: read back if ``dump`` holds exactly
+    that finished run, else (re)started (``before()`` first, ``after(its return value, result)``
+    once it ended); ``BenchError`` if ``dump`` holds a run of other arguments."""
+    result = finished_result(dump, args, steps)
+    if result is None:
+        token = before()
+        result = launch(dump, trainer_command(args), steps, env)
+        after(token, result)
+    return result
+
+
 def launch(dump: str, cmd: list[str], steps: int, env: dict[str, str]) -> RunResult:
     """Run the trainer into ``dump``; the result, and ``bench_run.json`` beside its logs."""
     os.makedirs(dump, exist_ok=True)
@@ -200,7 +223,7 @@ def launch(dump: str, cmd: list[str], steps: int, env: dict[str, str]) -> RunRes
     wall, cpu = time.time() - start, usage.ru_utime + usage.ru_stime
     with open(os.path.join(dump, LOG), errors="replace") as f:
         tail = f.read()[-20000:]
-    diverged = proc.returncode != 0 and DIVERGED_MARK in tail
+    diverged = proc.returncode == EXIT_DIVERGED
     curve = read_tensorboard(dump, VAL_LOSS) if proc.returncode == 0 else {}
     if proc.returncode != 0 and not diverged:
         raise BenchError(f"run {dump} failed (exit {proc.returncode}); the end of {os.path.join(dump, LOG)}:\n"
