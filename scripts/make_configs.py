@@ -10,7 +10,6 @@ configs shows only what differs. Edit this script, not the TOMLs (a test checks)
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import tempfile
@@ -24,79 +23,11 @@ from gpa_titan.paths import CONFIG_DIR, TUNED_SETTINGS
 from gpa_titan.study.run_args import warmup_steps
 from gpa_titan.study.spec import knobs_for_run_length, optimizer_fields
 from gpa_titan.study.tuned import load_tuned_settings
-from gpa_titan.titan import memory_plan
-from gpa_titan.titan.memory_plan import GPUS_PER_NODE, NODES
+from gpa_titan.tools import memory_plan
+from gpa_titan.tools.paper_sizes import GPUS_PER_NODE, SIZES
 
 # (short name, [optimizer] name, its extra settings)
 OPTIMIZERS = {REGISTRY[name].config_key: name for name in ("AdamW", "GPA-AdamW", "DiLoCo-AdamW")}
-
-HSDP = "(HSDP: shard within a node, replicate across nodes)"
-
-# One entry per model size: the paper's setup where it gives one (see the comments).
-# local_batch and ac: `python scripts/memory_plan.py --search`, the fewest recomputations that
-# fit in 80 GiB with 10% free for DiLoCo-AdamW (the largest optimizer state), shared by all
-# three optimizers of a size so that a diff shows only the optimizer (tests/unit/test_memory_plan.py
-# checks that they are still the search's choice).
-SIZES = {
-    "160m": dict(
-        flavor="160M",
-        hardware=f"{NODES['160M']} node x {GPUS_PER_NODE} H100 80GB",
-        nodes=NODES["160M"],
-        paper=f"Llama-160M: 3.2B tokens, 128 x 2048 tokens per step, {PAPER_STEPS} steps (paper, Sec. 4)",
-        tokenizer="./assets/tokenizer/llama2",
-        tokenizer_note="Llama 2's 32K SentencePiece vocabulary (a 128K one would dominate a 160M model)",
-        global_batch=128,
-        local_batch=16,
-        steps=PAPER_STEPS,
-        lr=3e-3,
-        betas=(0.9, 0.95),
-        mu_y=0.9,
-        ac="none",
-        val_freq=500,
-        val_steps=20,
-        ckpt_interval=1000,
-    ),
-    "1b": dict(
-        flavor="1B",
-        hardware=f"{NODES['1B']} nodes x {GPUS_PER_NODE} H100 80GB {HSDP}",
-        nodes=NODES["1B"],
-        paper="Llama-1B: 50B tokens, 256 x 2048 tokens per step (paper, Sec. 4); AdamW betas (0.975, 0.95)",
-        tokenizer="./assets/tokenizer/llama3",
-        tokenizer_note="Llama 3's 128K tokenizer",
-        global_batch=256,
-        local_batch=16,
-        steps=math.ceil(50e9 / (256 * 2048)),
-        lr=1e-3,
-        betas=(0.975, 0.95),
-        mu_y=0.9,
-        ac="none",
-        val_freq=1000,
-        val_steps=20,
-        ckpt_interval=2000,
-    ),
-    "8b": dict(
-        flavor="8B",
-        hardware=f"{NODES['8B']} nodes x {GPUS_PER_NODE} H100 80GB {HSDP}",
-        nodes=NODES["8B"],
-        paper=(
-            "Llama-8B: the paper gives no recipe we could use; ours is Chinchilla-style, 20 tokens "
-            "per parameter (160B tokens) at 512 x 2048 = 1M tokens per step, Llama 3's 8B shape, "
-            "lr 3e-4 as in Llama 3 8B pretraining"
-        ),
-        tokenizer="./assets/tokenizer/llama3",
-        tokenizer_note="Llama 3's 128K tokenizer",
-        global_batch=512,
-        local_batch=4,
-        steps=math.ceil(160e9 / (512 * 2048)),
-        lr=3e-4,
-        betas=(0.9, 0.95),
-        mu_y=0.9,
-        ac="none",
-        val_freq=2000,
-        val_steps=10,
-        ckpt_interval=1000,
-    ),
-}
 
 # Table 4: mu_x = mu ** (1 / H); the paper's GPA runs use H = 32, mu = 0.9 -> 0.9967
 PAPER_H = 32

@@ -1,6 +1,6 @@
 """Per-GPU memory of the paper configs at their GPU counts: parameters, gradients and optimizer
 state measured from the real FSDP2 shards (meta device, fake process group), activations
-estimated (formula and sources: gpa_titan/titan/memory_plan.py). GiB throughout.
+estimated (formula and sources: gpa_titan/tools/memory_plan.py). GiB throughout.
 
     python scripts/memory_plan.py                    # one row per configs/llama_*.toml, as configured
     python scripts/memory_plan.py --search           # per config: the largest local batch that fits
@@ -20,7 +20,7 @@ import argparse
 import math
 import os
 
-from gpa_titan.titan.memory_plan import (
+from gpa_titan.tools.memory_plan import (
     AC_MODES,
     DEFAULT_GPU_MEMORY_GIB,
     DEFAULT_HEADROOM,

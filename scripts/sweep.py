@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from gpa_titan.optim import HyperparameterError
-from gpa_titan.optim.registry import EXTRA_FIELDS, OPTIMIZERS, get_optimizer_spec, toml_key
+from gpa_titan.optim.registry import EXTRA_FIELDS, H_OPTIMIZERS, OPTIMIZERS, get_optimizer_spec, toml_key
 from gpa_titan.optim.table4 import PAPER_MU, diloco_to_gpa
 from gpa_titan.titan.job_config import ConfigError, validate_optimizer_config
 from gpa_titan.titan.settings_check import SettingsError, check_settings, job_config_class, load_toml
@@ -136,8 +136,7 @@ def build_runs(optimizer: str, grid: dict) -> list[Run]:
     axes: list[list[Run]] = []  # one-field runs per axis, combined below
     if grid.get("inner_steps"):
         if not spec.takes_inner_steps:
-            takes_h = [name for name, s in OPTIMIZERS.items() if s.takes_inner_steps]
-            raise SweepError(f"--inner-steps needs a config of {' or '.join(takes_h)}; this config trains "
+            raise SweepError(f"--inner-steps needs a config of {' or '.join(H_OPTIMIZERS)}; this config trains "
                              f"{optimizer}, which has no H: remove --inner-steps or sweep another config")
         values = []
         for h in grid["inner_steps"]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gpa_titan.optim.registry import OPTIMIZER_NAMES
 from gpa_titan.optim.table4 import MAPPING_NOTE, PAPER_STEPS, paper_equivalent_h
 
 from . import plots
@@ -26,7 +27,7 @@ from .setting import H_METHODS, SettingRuns, best, finite_best, gpa_window, grou
 from .speedup import Target, loss_text
 
 TABLE2_METHODS = ("AdamW", "DiLoCo-AdamW", "GPA-AdamW")
-NO_H_METHODS = ("AdamW", "ScheduleFree-AdamW")  # shown in Table 2 as one value for every H
+NO_H_METHODS = tuple(n for n in OPTIMIZER_NAMES if n not in H_METHODS)  # one Table 2 value for every H
 
 
 def run_length(records: list[SettingRuns]) -> int:

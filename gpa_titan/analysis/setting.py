@@ -2,8 +2,8 @@
 how the best settings are chosen. Every table and figure (``speedup``, ``figures``,
 ``plots``, ``report``) is a view of a list of these.
 
-H is ``gpa_titan.optim.table4.h_of_setting`` (DiLoCo's inner steps, GPA's Table-4 H of its
-mu_x); tables and figures group and show it by ``h_key``.
+H is the registry's ``h_of_setting`` (DiLoCo's inner steps, GPA's Table-4 H of its mu_x);
+tables and figures group and show it by ``h_key``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpa_titan.optim.registry import SETTING_ORDER  # every [optimizer] value, in the order tables show them
-from gpa_titan.optim.table4 import averaging_window, gpa_mu_x, h_of_setting, paper_equivalent_h, window_of_setting
+from gpa_titan.optim.registry import H_OPTIMIZERS, SETTING_ORDER, h_of_setting, window_of_setting
+from gpa_titan.optim.table4 import averaging_window, gpa_mu_x, paper_equivalent_h
 
 from .formatting import MISSING, show_value
 from .grouping import Group
 
 LR_KEY = "optimizer.lr"
-H_METHODS = ("DiLoCo-AdamW", "GPA-AdamW")  # the optimizers that have an H (``SettingRuns.h``)
+H_METHODS = tuple(sorted(H_OPTIMIZERS))  # the optimizers that have an H (``SettingRuns.h``), by name
 OPTIMIZER_PREFIX = "optimizer."
 NOT_SETTINGS = ("optimizer.name", "optimizer.implementation")  # optimizer keys that are not its values
 NOT_DESCRIBED = ("eps", "weight_decay", "warmup_steps")  # the same in every run of a study: left out of descriptions

@@ -28,10 +28,10 @@ class ReferenceGPAAdamW:
         params: initial weights (x_0 = z_0 = the given tensors), copied to float64.
         betas (tuple[float, float], default (0.9, 0.95)), eps (float, default 1e-8),
         weight_decay (float, default 0.1), mu_x (float, default 0.9967),
-        mu_y (float, default 0.2): as in ``GPAAdamW``. The lr is passed to ``step``.
+        mu_y (float, default 0.9): as in ``GPAAdamW`` (its defaults). The lr is passed to ``step``.
     """
 
-    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, mu_x=0.9967, mu_y=0.2):
+    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, mu_x=0.9967, mu_y=0.9):
         self.x = [p.detach().to(torch.float64).clone() for p in params]
         self.z = [t.clone() for t in self.x]
         self.m = [torch.zeros_like(t) for t in self.x]
@@ -140,3 +140,43 @@ class ReferenceScheduleFreeAdamW:
             d = -g / ((self.v[i] / (1 - b2**self.t)).sqrt() + self.eps)
             self.z[i] = (1 - lr * self.wd) * self.z[i] + lr * d
             self.x[i] = (1 - c) * self.x[i] + c * self.z[i]
+
+
+class ReferenceGPA:
+    """Algorithm 1 over any base optimizer, literally, with explicit x, y and z in float64.
+
+    The base optimizer is built over float64 copies of z (``self.z``) and steps them with the
+    gradient taken at y; its weight decay acts on z.
+
+    Args:
+        params: initial weights (x_0 = z_0 = the given tensors), copied to float64.
+        base (type | Callable): the base optimizer class or factory ``(params, **base_kwargs)``.
+        mu_x (float, default 0.9967), mu_y (float, default 0.9): as in ``GPA``.
+        **base_kwargs: the base's keyword arguments. The lr is passed to ``step``.
+    """
+
+    def __init__(self, params, base, mu_x=0.9967, mu_y=0.9, **base_kwargs):
+        self.x = [p.detach().to(torch.float64).clone() for p in params]
+        self.z = [torch.nn.Parameter(t.clone()) for t in self.x]
+        self.base = base(self.z, **base_kwargs)
+        self.mu_x, self.mu_y = mu_x, mu_y
+
+    def y(self) -> list[torch.Tensor]:
+        return [self.mu_y * x + (1 - self.mu_y) * z.detach() for x, z in zip(self.x, self.z)]
+
+    def training_weights(self) -> list[torch.Tensor]:  # where gradients are taken
+        return self.y()
+
+    def evaluation_weights(self) -> list[torch.Tensor]:
+        return self.x
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor], lr: float) -> None:
+        """One step, given the gradients evaluated at ``self.y()``."""
+        for z, g in zip(self.z, grads):
+            z.grad = g.to(torch.float64)
+        for group in self.base.param_groups:
+            group["lr"] = lr
+        self.base.step()  # z_{t+1} = BaseOpt step of z_t
+        for i, z in enumerate(self.z):
+            self.x[i] = self.mu_x * self.x[i] + (1 - self.mu_x) * z.detach()

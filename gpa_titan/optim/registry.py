@@ -25,7 +25,7 @@ from .diloco_adamw import DiLoCoAdamW
 from .gpa_adamw import GPAAdamW
 from .hyperparameters import HyperparameterError, check_adamw, check_implementation
 from .schedule_free import ScheduleFreeAdamW
-from .table4 import gpa_mu_x
+from .table4 import PAPER_MU, averaging_window, diloco_window, effective_inner_steps, gpa_mu_x
 
 ADAMW_KEYS = ("lr", "beta1", "beta2", "eps", "weight_decay")  # TorchTitan's own [optimizer] keys, every optimizer's
 TOML_KEYS = {"betas": "beta1", "betas[0]": "beta1", "betas[1]": "beta2"}  # optimizer argument -> TOML key
@@ -66,6 +66,10 @@ class OptimizerSpec:
             field that H sets (GPA: mu_x; DiLoCo: inner_steps); None for the others.
         h_value (Callable | None, default None): ``(H, outer momentum mu) -> h_field's value``
             (GPA: Table 4's mu**(1/H), for any H > 0; DiLoCo: H itself, an integer >= 1).
+        h_of_value (Callable | None, default None): the inverse, ``(h_field's value, mu) -> H``
+            or None where the value stands for no averaging (GPA's mu_x = 0: plain AdamW).
+        window (Callable | None, default None): ``fields -> steps averaged over`` (GPA:
+            1/(1 - mu_x); DiLoCo: H/(1 - outer momentum)).
         fixed_in_studies (tuple[str, ...], default ()): fields a tuning study leaves at the
             class default rather than tuning (Schedule-Free's warmup_steps: the study's
             schedule has its own warmup).
@@ -77,6 +81,8 @@ class OptimizerSpec:
     check: Callable[..., None]
     h_field: str | None = None
     h_value: Callable[[float, float], Any] | None = None
+    h_of_value: Callable[[Any, float], float | None] | None = None
+    window: Callable[[Mapping[str, Any]], float] | None = None
     fixed_in_studies: tuple[str, ...] = ()
 
     @property
@@ -98,6 +104,19 @@ class OptimizerSpec:
         if self.h_field is None or self.h_value is None:
             raise ValueError(f"{self.name} has no H (inner steps): only {list(H_OPTIMIZERS)} take one")
         return {self.h_field: self.h_value(h, mu)}
+
+    def h_of(self, fields: Mapping[str, Any], mu: float = PAPER_MU) -> float | None:
+        """The H that ``[optimizer]`` values stand for (not rounded); None for optimizers without
+        an H, values without the field H sets, and values that mean no averaging."""
+        if self.h_field is None or self.h_of_value is None or self.h_field not in fields:
+            return None
+        return self.h_of_value(fields[self.h_field], mu)
+
+    def window_of(self, fields: Mapping[str, Any]) -> float | None:
+        """How many steps ``[optimizer]`` values average over; None where ``h_of`` is None."""
+        if self.window is None or self.h_of(fields) is None:
+            return None
+        return self.window({**{f: self.default(f) for f in self.fields}, **fields})
 
     def default(self, field: str) -> Any:
         return default_of(self.cls, field)
@@ -133,15 +152,30 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     for spec in (
         OptimizerSpec("AdamW", "adamw", torch.optim.AdamW, check_adamw),
         OptimizerSpec("GPA-AdamW", "gpa", GPAAdamW, GPAAdamW.check_hyperparameters, h_field="mu_x",
-                      h_value=gpa_mu_x),
+                      h_value=gpa_mu_x, h_of_value=effective_inner_steps,
+                      window=lambda f: averaging_window(f["mu_x"])),
         OptimizerSpec("DiLoCo-AdamW", "diloco", DiLoCoAdamW, DiLoCoAdamW.check_hyperparameters,
-                      h_field="inner_steps", h_value=_diloco_inner_steps),
+                      h_field="inner_steps", h_value=_diloco_inner_steps, h_of_value=lambda n, mu: float(n),
+                      window=lambda f: diloco_window(f["inner_steps"], f["outer_momentum"])),
         OptimizerSpec("ScheduleFree-AdamW", "schedule_free", ScheduleFreeAdamW, ScheduleFreeAdamW.check_hyperparameters,
                       fixed_in_studies=("warmup_steps",)),
     )
 }
 OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 H_OPTIMIZERS = tuple(name for name, spec in OPTIMIZERS.items() if spec.takes_inner_steps)
+
+
+def h_of_setting(optimizer: str, fields: Mapping[str, Any]) -> float | None:
+    """The H of an optimizer's ``[optimizer]`` values (``OptimizerSpec.h_of``); None for a name
+    that is not an optimizer here."""
+    spec = OPTIMIZERS.get(optimizer)
+    return None if spec is None else spec.h_of(fields)
+
+
+def window_of_setting(optimizer: str, fields: Mapping[str, Any]) -> float | None:
+    """How many steps an optimizer's ``[optimizer]`` values average over (``OptimizerSpec.window_of``)."""
+    spec = OPTIMIZERS.get(optimizer)
+    return None if spec is None else spec.window_of(fields)
 EXTRA_FIELDS = {field: spec for spec in OPTIMIZERS.values() for field in spec.fields}  # field -> its optimizer
 SETTING_ORDER = ("lr", "beta1", "beta2", *EXTRA_FIELDS, "eps", "weight_decay")  # every [optimizer] value: table order
 

@@ -8,10 +8,11 @@ use mu = 0.9. ``scripts/table4.py`` prints the table.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 PAPER_MU = 0.9  # the outer momentum of the paper's DiLoCo runs, and the mu of its Table 4
+# GPA's mu_y for the paper's Llama runs: Section 3.1 keeps "mu_y ~ mu" with mu = 0.9 (its Table 3
+# sweeps mu_y over [0.8, 0.999]); GPAAdamW's default.
+PAPER_MU_Y = 0.9
 
 
 def _check_mu(mu: float) -> None:
@@ -102,27 +103,6 @@ def h_for_run(paper_h: float, steps: int, paper_steps: int = PAPER_STEPS) -> flo
     _check_positive("paper_h", paper_h)
     _check_positive("steps", steps)
     return paper_h * steps / paper_steps
-
-
-def h_of_setting(optimizer: str, fields: Mapping[str, Any]) -> float | None:
-    """The H that an optimizer's ``[optimizer]`` values stand for: DiLoCo's ``inner_steps``, GPA's
-    Table-4 H of its ``mu_x`` (mu = ``PAPER_MU``; not rounded); None for the others and for GPA
-    with mu_x = 0 (plain AdamW)."""
-    if optimizer == "DiLoCo-AdamW":
-        return float(fields["inner_steps"])
-    if optimizer == "GPA-AdamW" and fields.get("mu_x", 0) > 0:
-        return effective_inner_steps(fields["mu_x"], PAPER_MU)
-    return None
-
-
-def window_of_setting(optimizer: str, fields: Mapping[str, Any]) -> float | None:
-    """How many steps an optimizer's ``[optimizer]`` values average over: GPA's 1/(1 - mu_x),
-    DiLoCo's H/(1 - outer momentum); None where ``h_of_setting`` is None."""
-    if h_of_setting(optimizer, fields) is None:
-        return None
-    if optimizer == "GPA-AdamW":
-        return averaging_window(fields["mu_x"])
-    return diloco_window(fields["inner_steps"], fields.get("outer_momentum", PAPER_MU))
 
 
 def describe_h(inner_steps: float, steps: int, mu: float = PAPER_MU, optimizer: str = "GPA-AdamW") -> str:

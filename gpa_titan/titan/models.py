@@ -1,16 +1,10 @@
 """Llama flavors on TorchTitan's Llama 3 architecture (``torchtitan.models.llama3.Transformer``).
 
-| flavor | layers | dim | heads | kv heads | FFN | vocab | meant for |
-|---|---|---|---|---|---|---|---|
-| debug | 4 | 128 | 4 | 2 | 384 | 1024 | the offline CPU demo and tests |
-| small | 4 | 256 | 4 | 2 | 704 | 4096 | the CPU convergence benchmark (~5M parameters) |
-| 160M | 12 | 768 | 12 | 12 | 3072 | 32000 | the paper's small model (Llama 2 tokenizer) |
-| 1B | 16 | 2048 | 32 | 8 | 8192 | 128256 | Llama 3.2 1B's shape (Llama 3 tokenizer) |
-| 8B | 32 | 4096 | 32 | 8 | 14336 | 128256 | Llama 3 8B (Llama 3 tokenizer) |
-
-"160M" counts all parameters with untied 32K embeddings (162.4M; 113.3M without the
-embedding and output matrices); the README table has every count, from
-``model_table()`` (``python scripts/model_table.py``).
+``FLAVORS`` below is the one table of shapes; each flavor's shape and parameter counts are
+printed from it by ``model_table()`` (``python scripts/model_table.py``; the README's model
+table is that output, checked by a test), so no copy of the table is kept here. "debug" is the
+offline CPU demo's, "small" the CPU convergence benchmark's, "160M" the paper's small model
+(Llama 2's 32K tokenizer), "1B" and "8B" Llama 3.2 1B's and Llama 3 8B's shapes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Watching a run from the values TorchTitan already brings to the host: the divergence guard,
-progress with an ETA, and the end-of-run summary.
+"""Watching a run from the values TorchTitan already brings to the host: the divergence guard
+(``DivergenceError`` at the first non-finite loss or gradient norm) and progress with an ETA.
+``format_duration`` is shared with the trainer's end-of-run summary (``GPATrainer._log_summary``).
 
 TorchTitan's trainer reduces the loss and the gradient norm to host floats only at logging
 steps (``[metrics] log_freq``) and hands them to ``MetricsProcessor.log``. ``TrainingMonitor``

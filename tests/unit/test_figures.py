@@ -144,7 +144,7 @@ def test_an_optimizer_that_only_diverged_is_reported_not_plotted(tmp_path):
 
 
 def test_every_view_shows_one_h():
-    """H comes from table4.h_of_setting; the speedup table, Table 2 and the comparison table show the same H."""
+    """H comes from the registry (h_of_setting); the speedup table, Table 2 and the comparison table show the same H."""
     off_grid = SettingRuns("GPA-AdamW", {"lr": 0.01, "mu_x": 0.95, "mu_y": 0.9}, STEPS, [curve(3.7)], config={"k": 1})
     assert off_grid.h == pytest.approx(math.log(0.9) / math.log(0.95)) and off_grid.h_column == 2.05
     records = [adamw(4.0), off_grid, diloco(3, 3.9)]

@@ -1,6 +1,7 @@
-"""The package's boundaries: optimizers, data, analysis and the run keys never import
-TorchTitan, and the TorchTitan layer never imports the analysis; scripts use the installed
-package rather than editing sys.path; one version string."""
+"""The package's boundaries: optimizers, data, analysis, the study and the run keys never import
+TorchTitan; the training layer (titan/) never imports offline code (analysis, study, tools) and
+the offline tools never import the training loop; scripts use the installed package rather than
+editing sys.path; one version string."""
 
 import ast
 import glob
@@ -52,18 +53,38 @@ def relative_imports(path: str) -> set[str]:
     return names | imported_modules(path)
 
 
-def test_the_torchtitan_layer_does_not_import_the_analysis():
-    files = glob.glob(os.path.join(REPO, "gpa_titan", "titan", "**", "*.py"), recursive=True)
-    assert files
-    for path in files:
-        bad = {m for m in relative_imports(path) if m.startswith("gpa_titan.analysis")}
-        assert not bad, f"{os.path.relpath(path, REPO)} imports {sorted(bad)}: the training layer reads run keys " \
-                        "from gpa_titan/runs.py, not from the post-hoc analysis"
+OFFLINE = ("gpa_titan.analysis", "gpa_titan.study", "gpa_titan.tools")  # never imported by a training run
+TRAINING_LOOP = tuple(f"gpa_titan.titan.{m}" for m in (
+    "trainer", "main", "checkpoint", "preemption", "validation", "dataloader", "optimizer_container",
+    "run_identity", "monitor", "start_checks", "settings_check")) + ("gpa_titan.train",)
+
+
+def files_of(*parts: str) -> list[str]:
+    files = glob.glob(os.path.join(REPO, "gpa_titan", *parts, "**", "*.py"), recursive=True)
+    assert files, parts
+    return files
+
+
+def test_the_training_layer_imports_no_offline_code():
+    """titan/ is what a training run imports: never the analysis of finished runs, the tuning
+    study or the offline tools (it reads run keys from gpa_titan/runs.py)."""
+    for path in files_of("titan"):
+        bad = {m for m in relative_imports(path) if m.startswith(OFFLINE)}
+        assert not bad, f"{os.path.relpath(path, REPO)} imports {sorted(bad)}: the training layer must not depend " \
+                        "on offline code"
+
+
+def test_offline_tools_do_not_import_the_training_loop():
+    """tools/ may read TorchTitan's models and the train spec's builders, never the loop itself."""
+    for path in files_of("tools"):
+        bad = {m for m in relative_imports(path) if m.startswith(TRAINING_LOOP)}
+        assert not bad, f"{os.path.relpath(path, REPO)} imports {sorted(bad)}"
 
 
 def test_the_check_sees_an_import():
     assert "torchtitan.train" in imported_modules(os.path.join(REPO, "gpa_titan", "titan", "main.py"))
     assert "gpa_titan.titan.run_identity" in relative_imports(os.path.join(REPO, "gpa_titan", "titan", "trainer.py"))
+    assert "gpa_titan.tools.paper_sizes" in relative_imports(os.path.join(REPO, "gpa_titan", "tools", "memory_plan.py"))
 
 
 def test_top_level_holds_only_the_layers():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gpa_titan.optim.registry import OPTIMIZERS
-from gpa_titan.titan import memory_plan as mp
+from gpa_titan.tools import memory_plan as mp
 from helpers import REPO
 
 # The flavors' shapes as the README states them (layers, dim, heads, kv heads, FFN, vocab),

@@ -1,5 +1,6 @@
-"""The defaults users start from follow the CPU tuning study (docs/results/tuned.json), and each
-paper config's header gives a sweep command that scripts/sweep.py accepts."""
+"""The demo starts from the CPU tuning study (docs/results/tuned.json) while the library's
+defaults are the paper's Llama values, and each paper config's header gives a sweep command
+that scripts/sweep.py accepts."""
 
 import importlib.util
 import inspect
@@ -12,7 +13,7 @@ import pytest
 
 from gpa_titan.optim import GPAAdamW
 from gpa_titan.optim.registry import check_fields
-from gpa_titan.optim.table4 import gpa_mu_x
+from gpa_titan.optim.table4 import PAPER_MU_Y, gpa_mu_x
 from gpa_titan.paths import CONFIG_DIR, DEBUG_CONFIG, TUNED_SETTINGS
 from gpa_titan.study.spec import METHOD_KNOBS, StudySpecError, knobs_for_run_length
 from gpa_titan.study.tuned import load_tuned_settings
@@ -32,10 +33,26 @@ def test_tuned_settings_cover_every_method_with_valid_values(tuned):
         check_fields(entry["optimizer"])  # raises if an optimizer rejects a value
 
 
-def test_gpa_documented_mu_y_default_is_the_studys_choice(tuned):
-    default = inspect.signature(GPAAdamW).parameters["mu_y"].default
-    assert default == tuned["methods"]["GPA-AdamW"]["optimizer"]["mu_y"]
-    assert f"mu_y (float, default {default:g})" in GPAAdamW.__doc__
+def test_gpa_defaults_are_the_papers_llama_values_everywhere(tuned):
+    """One default per hyperparameter: the class, the job-config dataclass, the float64
+    reference and every paper config agree on the paper's mu_x and mu_y; the study's
+    small-scale mu_y stays in the demo config and tuned.json, and is not the default."""
+    from gpa_titan.optim.reference import ReferenceGPAAdamW
+    from gpa_titan.titan.job_config import Optimizer
+
+    defaults = {k: inspect.signature(GPAAdamW).parameters[k].default for k in ("mu_x", "mu_y")}
+    assert defaults == {"mu_x": round(gpa_mu_x(32), 4), "mu_y": PAPER_MU_Y}
+    assert {k: getattr(Optimizer(), k) for k in defaults} == defaults
+    assert {k: inspect.signature(ReferenceGPAAdamW).parameters[k].default for k in defaults} == defaults
+    for k, v in defaults.items():
+        assert f"{k} (float, default {v:g})" in GPAAdamW.__doc__
+    paper_configs = [n for n in os.listdir(CONFIG_DIR) if n.startswith("llama_")]
+    assert paper_configs
+    for name in paper_configs:
+        with open(os.path.join(CONFIG_DIR, name), "rb") as f:
+            opt = tomllib.load(f)["optimizer"]
+        assert {k: opt[k] for k in defaults} == defaults, name
+    assert tuned["methods"]["GPA-AdamW"]["optimizer"]["mu_y"] != PAPER_MU_Y  # the small-scale finding
 
 
 def test_demo_config_runs_gpa_at_the_tuned_setting_with_its_window_scaled(tuned):

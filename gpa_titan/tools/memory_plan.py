@@ -104,9 +104,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .paper_sizes import GPUS_PER_NODE, NODES
+
 GIB = 2**30
-GPUS_PER_NODE = 8
-NODES = {"160M": 1, "1B": 2, "8B": 8}  # the paper configs' hardware by flavor (scripts/make_configs.py reads it)
 DEFAULT_GPU_MEMORY_GIB = 80.0  # H100 80GB
 DEFAULT_HEADROOM = 0.10  # fraction of GPU memory left free by a choice that "fits"
 AC_MODES = ("none", "selective", "full")  # fewest recomputations first
@@ -425,7 +425,7 @@ def _measure_in_child(config_files: tuple[str, ...], mtimes: tuple[float, ...], 
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(gpa_titan.__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "gpa_titan.titan.memory_plan", "--gpus-per-node", str(gpus_per_node)]
+    cmd = [sys.executable, "-m", "gpa_titan.tools.memory_plan", "--gpus-per-node", str(gpus_per_node)]
     if nodes is not None:
         cmd += ["--nodes", str(nodes)]
     proc = subprocess.run([*cmd, *config_files], capture_output=True, text=True, env=env)
@@ -689,7 +689,7 @@ def header_line(p: MemoryPlan) -> str:
 
 
 def _worker(argv: list[str] | None = None) -> int:
-    """``python -m gpa_titan.titan.memory_plan [--nodes N] CONFIG...``: JSON of
+    """``python -m gpa_titan.tools.memory_plan [--nodes N] CONFIG...``: JSON of
     ``measure_static`` for each config on stdout (what ``measure_configs`` runs)."""
     import argparse
 
