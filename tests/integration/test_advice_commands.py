@@ -38,9 +38,11 @@ def same_files(a: str, b: str) -> bool:
     return not mismatch and not errors and sorted(match) == sorted(os.listdir(b))
 
 
-@pytest.fixture
-def finished_run(tmp_path, demo_assets):
-    """A finished 20-step run: full checkpoints at 5, 10, 15 and the final model-only export step-20."""
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, demo_assets):
+    """A finished 20-step run: full checkpoints at 5, 10, 15 and the final model-only export step-20.
+    Made once for this module; a test that changes the run works on a copy (``own_copy``)."""
+    tmp_path = tmp_path_factory.mktemp("finished_run")
     dump = str(tmp_path / "run")
     args = tiny_args(dump, demo_assets, 20, "--checkpoint.interval", "5", "--checkpoint.keep_latest_k", "0",
                      "--checkpoint.last_save_model_only")
@@ -54,8 +56,16 @@ def finished_run(tmp_path, demo_assets):
     return dump, args, out, saved
 
 
-def test_extending_a_finished_run_as_advised_keeps_its_final_export(finished_run):
+def own_copy(finished_run, tmp_path):
+    """The finished run copied into ``tmp_path`` (same files), with its arguments pointing there."""
     dump, args, out, saved = finished_run
+    copy = str(tmp_path / "run")
+    shutil.copytree(dump, copy)
+    return copy, [copy if a == dump else a for a in args], out, saved
+
+
+def test_extending_a_finished_run_as_advised_keeps_its_final_export(finished_run, tmp_path):
+    dump, args, out, saved = own_copy(finished_run, tmp_path)
     extend = advised(out, "(its final export step-20 is then kept as final-model-20): add")
     assert extend == ["--training.steps", "N", "--job.allow_resume_changes"], extend
     code, out = launch([*args, *[("30" if a == "N" else a) for a in extend]])
