@@ -1,10 +1,13 @@
 """Optimizer step cost on a Llama-shaped set of parameters.
 
-Prints, for AdamW (foreach, fused), GPA-AdamW and DiLoCo-AdamW: the median time of one
-``step()``, its ratio to ``torch.optim.AdamW(fused=True)``, the optimizer-state bytes per
-parameter, and the achieved memory bandwidth (the bytes a step must move at the least,
-divided by its time) next to the device's peak. DiLoCo's time is the mean over whole
-H-step periods, so its outer step is included, amortized. On CUDA each optimizer is
+Prints, for AdamW (foreach, fused), GPA-AdamW, DiLoCo-AdamW, Muon and GPA-Muon: the median
+time of one ``step()``, its ratio to ``torch.optim.AdamW(fused=True)``, the optimizer-state
+bytes per parameter, and for the elementwise optimizers the achieved memory bandwidth (the
+bytes a step must move at the least, divided by its time) next to the device's peak. Muon
+(2-D hidden weights; AdamW on the embedding, the head and the norms) is bound by its
+Newton-Schulz matrix products, not by memory: GPA-Muon is shown against Muon, and the bytes
+each rank sends per step when the Muon matrices are FSDP2-sharded are printed below the table.
+DiLoCo's time is the mean over whole H-step periods, so its outer step is included, amortized. On CUDA each optimizer is
 built, timed and freed in turn, so the 1.5B set below fits one 80 GB GPU.
 
     python scripts/bench_optimizer.py                       # CPU, ~36M parameters
@@ -19,7 +22,8 @@ import time
 
 import torch
 
-from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
+from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, GPAMuon, Muon
+from gpa_titan.optim.muon import communication_bytes_per_step, uses_muon
 
 
 def llama_shapes(dim: int, layers: int, vocab: int, ffn_multiplier: float = 1.5) -> list[tuple[int, ...]]:
@@ -31,6 +35,14 @@ def llama_shapes(dim: int, layers: int, vocab: int, ffn_multiplier: float = 1.5)
     for _ in range(layers):
         shapes += [(dim, dim), (kv, dim), (kv, dim), (dim, dim), (ffn, dim), (dim, ffn), (ffn, dim), (dim,), (dim,)]
     return shapes + [(dim,), (vocab, dim)]
+
+
+def llama_names(layers: int) -> list[str]:
+    """TorchTitan Llama's parameter names, in ``llama_shapes``'s order (Muon splits by them)."""
+    block = ["attention.wq", "attention.wk", "attention.wv", "attention.wo", "feed_forward.w1", "feed_forward.w2",
+             "feed_forward.w3", "attention_norm", "ffn_norm"]
+    names = ["tok_embeddings"] + [f"layers.{i}.{n}" for i in range(layers) for n in block] + ["norm", "output"]
+    return [f"{n}.weight" for n in names]
 
 
 def make_params(shapes, device, dtype) -> list[torch.nn.Parameter]:
@@ -131,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = getattr(torch, args.dtype)
     one_at_a_time = device.type == "cuda" if args.one_at_a_time is None else args.one_at_a_time
     shapes = llama_shapes(args.dim, args.layers, args.vocab)
+    names = llama_names(args.layers)
     n_params = sum(torch.Size(s).numel() for s in shapes)
     peak = peak_bandwidth_tbs(device)
     print(
@@ -150,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda ps: DiLoCoAdamW(ps, implementation="fused", inner_steps=args.inner_steps, **lr),
             args.inner_steps,
         ),
+        ("Muon", lambda ps: Muon(list(zip(names, ps)), **lr), 1),
+        ("GPA-Muon", lambda ps: GPAMuon(list(zip(names, ps)), **lr), 1),
     ]
     seconds, bytes_per_param = {}, {}
     if one_at_a_time:
@@ -175,11 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     print("| optimizer | median step (ms) | vs fused AdamW | state bytes/param | achieved bandwidth (TB/s) |")
     print("|---|---:|---:|---:|---:|")
     for name, _, _ in candidates:
+        if "Muon" in name:  # matrix-product bound: no memory-traffic model
+            ratio = f" ({seconds[name] / seconds['Muon']:.2f}x Muon)" if name != "Muon" else ""
+            print(f"| {name} | {seconds[name] * 1e3:.2f} | {seconds[name] / baseline:.2f}x{ratio} | "
+                  f"{bytes_per_param[name]:.1f} | - |")
+            continue
         moved = streams(name, args.inner_steps) * element * n_params
         bandwidth = moved / seconds[name] / 1e12
         share = f" ({100 * bandwidth / peak:.0f}% of peak)" if peak else ""
         print(f"| {name} | {seconds[name] * 1e3:.2f} | {seconds[name] / baseline:.2f}x | "
               f"{bytes_per_param[name]:.1f} | {bandwidth:.3f}{share} |")
+    matrices = [s for s, n in zip(shapes, names) if uses_muon(n, torch.empty(s, device="meta"))]
+    for world in (8, 64):
+        c = communication_bytes_per_step(matrices, world)
+        print(f"Muon on FSDP2 over {world} ranks: {len(matrices)} matrices orthogonalised by their owners, "
+              f"{max(c.sent) / 1e6:.1f} MB sent by the busiest rank per step ({c.total / 1e6:.1f} MB in all, "
+              f"bf16), against {max(c.all_gather_received) / 1e6:.1f} MB received per rank if every rank "
+              f"gathered every matrix")
     return 0
 
 

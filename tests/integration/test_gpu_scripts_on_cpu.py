@@ -13,11 +13,15 @@ def test_bench_optimizer_prints_every_optimizer_with_bandwidth():
     out = run([sys.executable, "scripts/bench_optimizer.py", "--device", "cpu", "--dim", "64", "--layers", "1",
                "--vocab", "128", "--repeats", "2", "--one-at-a-time"]).stdout.strip().splitlines()
     assert out[1].startswith("| optimizer | median step (ms) | vs fused AdamW | state bytes/param | achieved bandwidth")
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out[3:]}
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in out[3:] if line.startswith("| ")}
     assert set(rows) == {"AdamW foreach", "AdamW fused", "GPA-AdamW fused", "GPA-AdamW foreach",
-                         "DiLoCo-AdamW fused (H=8)"}
+                         "DiLoCo-AdamW fused (H=8)", "Muon", "GPA-Muon"}
     assert rows["AdamW fused"][2] == "1.00x" and rows["GPA-AdamW fused"][3] == "12.0"
     assert rows["DiLoCo-AdamW fused (H=8)"][3] == "16.0"
+    # GPA-Muon keeps Muon's state plus one fp32 copy (z): 4 more bytes per parameter
+    assert float(rows["GPA-Muon"][3]) == float(rows["Muon"][3]) + 4.0 and "x Muon)" in rows["GPA-Muon"][2]
+    communication = [line for line in out if line.startswith("Muon on FSDP2 over")]
+    assert len(communication) == 2 and all("MB sent by the busiest rank per step" in line for line in communication)
 
 
 def test_gpu_check_rehearses_every_stage_on_cpu(tmp_path):
