@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW
+from gpa_titan.optim.muon import Muon
 from gpa_titan.optim.registry import OPTIMIZERS as REGISTRY
 from gpa_titan.optim.registry import default_of
 from gpa_titan.optim.table4 import PAPER_MU, PAPER_STEPS, diloco_to_gpa
@@ -26,8 +27,18 @@ from gpa_titan.study.tuned import load_tuned_settings
 from gpa_titan.tools import memory_plan
 from gpa_titan.tools.paper_sizes import GPUS_PER_NODE, SIZES
 
-# (short name, [optimizer] name, its extra settings)
-OPTIMIZERS = {REGISTRY[name].config_key: name for name in ("AdamW", "GPA-AdamW", "DiLoCo-AdamW")}
+# every size's optimizers (short name -> [optimizer] name), and those only the 160M size has a config of
+PAPER_OPTIMIZERS = ("AdamW", "GPA-AdamW", "DiLoCo-AdamW")
+SMALL_ONLY_OPTIMIZERS = ("Muon", "GPA-Muon")  # not in the paper: one size to try them at
+OPTIMIZERS = {REGISTRY[name].config_key: name for name in (*PAPER_OPTIMIZERS, *SMALL_ONLY_OPTIMIZERS)}
+COUNT_WORDS = {3: "three", 5: "five"}
+
+
+def optimizers_of(size: str) -> list[str]:
+    """The short names of the optimizers that ``size`` has a config of."""
+    names = (*PAPER_OPTIMIZERS, *SMALL_ONLY_OPTIMIZERS) if size == "160m" else PAPER_OPTIMIZERS
+    return [REGISTRY[name].config_key for name in names]
+
 
 # Table 4: mu_x = mu ** (1 / H); the paper's GPA runs use H = 32, mu = 0.9 -> 0.9967
 PAPER_H = 32
@@ -39,16 +50,28 @@ FIELD_NOTES = {
     "mu_x": f"GPA: Table 4, mu = {PAPER_MU} and H = {PAPER_H} -> {PAPER_MU}**(1/{PAPER_H})",
     "mu_y": "GPA: the paper uses 0.9 or 0.8",
     "inner_steps": "DiLoCo: H",
+    "momentum": "Muon: its momentum (Muon and GPA-Muon)",
+    "nesterov": "Muon: Nesterov momentum",
+    "ns_steps": "Muon: Newton-Schulz iterations",
+    "adjust_lr_fn": 'Muon: "original" (torch\'s) or "match_rms_adamw" (one lr suits Muon and AdamW)',
+    "adamw_lr": "Muon: lr of embeddings, output and norms (AdamW); -1: lr",
+    "adamw_weight_decay": "Muon: their weight decay; -1: weight_decay",
 }
+# the Muon configs' lr adjustment: Moonshot's, under which the size's AdamW lr suits the Muon matrices
+# and the AdamW parameters alike (torch's default "original" wants a Muon lr near 0.02 instead)
+MUON_ADJUST_LR_FN = "match_rms_adamw"
 
 
 def optimizer_fields_section(**values) -> dict:
     """The fields of the configs' optimizers (``OPTIMIZERS``), in the registry's order, each at the
-    optimizer's default unless given in ``values``, with its ``FIELD_NOTES`` comment."""
+    optimizer's default unless given in ``values``, with its ``FIELD_NOTES`` comment; every config
+    has them all, so that a diff shows only what differs."""
     out = {}
     for name in OPTIMIZERS.values():
         spec = REGISTRY[name]
         for field in spec.fields:
+            if field in out:  # shared with an earlier optimizer (GPA-Muon's mu_x: GPA-AdamW's)
+                continue
             value = values[field] if field in values else spec.default(field)
             out[field] = (value, FIELD_NOTES[field]) if field in FIELD_NOTES else value
     return out
@@ -63,6 +86,7 @@ SWEEP_H = (8, 32)
 SWEEP_DILOCO_H = (8, 32, 64)
 SWEEP_LR_FACTORS = (0.5, 1.0, 2.0)
 CARRY = {"gpa": "mu_y and H", "diloco": "H"}  # what a larger size takes from the 160M sweep
+AVERAGED = ("gpa", "gpa_muon")  # swept over mu_y and H
 
 
 def sweep_command(size: str, opt_key: str) -> tuple[list[str], int]:
@@ -73,7 +97,7 @@ def sweep_command(size: str, opt_key: str) -> tuple[list[str], int]:
     lrs = [float(f"{s['lr'] * f:.3g}") for f in SWEEP_LR_FACTORS]
     cmd = ["python", "scripts/sweep.py", "--config", f"configs/{name}.toml", "--name", f"{name}_first"]
     runs = len(lrs)
-    if opt_key == "gpa":
+    if opt_key in AVERAGED:
         cmd += ["--mu-y", ",".join(map(str, SWEEP_MU_Y)), "--inner-steps", ",".join(map(str, SWEEP_H))]
         runs *= len(SWEEP_MU_Y) * len(SWEEP_H)
     elif opt_key == "diloco":
@@ -111,7 +135,7 @@ DATASET_PATH_NOTES = {
 }
 
 
-def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y, warmup, steps,
+def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y, adjust_lr_fn, warmup, steps,
              dataset, dataset_path, global_batch, local_batch, seq_len, dtype_param, ckpt, ckpt_interval,
              ac, compile_, val_batch, val_freq, val_steps, tensorboard, log_freq) -> dict[str, dict]:
     return {
@@ -126,7 +150,7 @@ def sections(*, dump, description, flavor, tokenizer, optimizer, lr, betas, mu_y
             eps=1e-8,
             weight_decay=0.1,
             implementation="fused",
-            **optimizer_fields_section(mu_x=GPA_MU_X, mu_y=mu_y),
+            **optimizer_fields_section(mu_x=GPA_MU_X, mu_y=mu_y, adjust_lr_fn=adjust_lr_fn),
         ),
         "lr_scheduler": dict(warmup_steps=(warmup, "10% of the steps"), decay_type="cosine", min_lr_factor=0.0),
         "training": dict(
@@ -181,8 +205,13 @@ def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[s
         f"{tokens_per_step * s['steps'] / 1e9:.2f}B tokens; warmup {warmup:,} steps (10%), cosine to 0.",
         f"Tokenizer: {s['tokenizer_note']} (python scripts/download_tokenizer.py --help).",
         *memory,
-        "lr: our choice where the paper's text gives none we could verify; mu_x and mu_y (GPA), H (DiLoCo):",
-        f"the paper's. Sweep first ({runs} runs as one Slurm array; add --dry-run to list them):",
+        *(["lr: our choice where the paper's text gives none we could verify; mu_x and mu_y (GPA), H (DiLoCo):",
+            f"the paper's. Sweep first ({runs} runs as one Slurm array; add --dry-run to list them):"]
+          if "muon" not in opt_key else
+          ["lr: the AdamW config's (our choice); mu_x and mu_y (GPA-Muon): the paper's GPA values. Muon is not in",
+           "the paper: torch.optim.Muon's momentum 0.95, Nesterov and 5 Newton-Schulz steps on the hidden matrices,",
+           f"AdamW on embeddings, output and norms; adjust_lr_fn {MUON_ADJUST_LR_FN}, so that one lr suits both.",
+           f"Untuned at this scale. Sweep first ({runs} runs as one Slurm array; add --dry-run to list them):"]),
         "  " + shlex.join(sweep),
         *([] if size == "160m" or opt_key == "adamw" else [
             f"  (costly at this size: sweep the 160M config first, then carry {CARRY[opt_key]} over, H as the",
@@ -202,6 +231,7 @@ def paper_config(size: str, opt_key: str, memory: Sequence[str] = ()) -> tuple[s
         lr=s["lr"],
         betas=s["betas"],
         mu_y=s["mu_y"],
+        adjust_lr_fn=MUON_ADJUST_LR_FN if "muon" in opt_key else default_of(Muon, "adjust_lr_fn"),
         warmup=warmup,
         steps=s["steps"],
         dataset="c4",
@@ -257,7 +287,8 @@ def debug_config() -> tuple[str, str]:
         "  python -m gpa_titan.train --job.config_file configs/debug_cpu.toml",
         "  torchrun --nproc_per_node=2 -m gpa_titan.train --job.config_file configs/debug_cpu.toml",
         "  other optimizers: --optimizer.name AdamW | ScheduleFree-AdamW | DiLoCo-AdamW --optimizer.inner_steps 8",
-        "  (their tuned lr and betas are in docs/results/tuned.json)",
+        "  (their tuned lr and betas are in docs/results/tuned.json); also --optimizer.name Muon | GPA-Muon (not tuned",
+        "  on this demo yet)",
         "Generated by scripts/make_configs.py: edit that, not this file.",
     ]
     body = sections(
@@ -269,6 +300,7 @@ def debug_config() -> tuple[str, str]:
         lr=gpa["lr"],
         betas=gpa["betas"],
         mu_y=gpa["mu_y"],
+        adjust_lr_fn=default_of(Muon, "adjust_lr_fn"),
         warmup=warmup_steps(DEMO_STEPS),
         steps=DEMO_STEPS,
         dataset="demo",
@@ -300,14 +332,16 @@ def memory_lines() -> dict[str, list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for size in SIZES:
-            for opt_key in OPTIMIZERS:
+            for opt_key in optimizers_of(size):
                 name, text = paper_config(size, opt_key)
                 paths[name] = os.path.join(tmp, name)
                 with open(paths[name], "w") as f:
                     f.write(text)
         statics = dict(zip(paths, memory_plan.measure_configs(paths.values())))
     largest = {}  # flavor -> the optimizer with the most static memory, which the batch shape is chosen for
+    count: dict[str, int] = {}  # flavor -> its configs
     for s in statics.values():
+        count[s.flavor] = count.get(s.flavor, 0) + 1
         if s.flavor not in largest or s.static_bytes > largest[s.flavor].static_bytes:
             largest[s.flavor] = s
     return {
@@ -315,7 +349,8 @@ def memory_lines() -> dict[str, list[str]]:
             memory_plan.header_line(memory_plan.plan(s)),
             f"  AC and local batch: the fewest recomputations that fit with "
             f"{memory_plan.DEFAULT_HEADROOM:.0%} of the GPU free for {largest[s.flavor].optimizer} (the",
-            "  largest optimizer state), shared by the three optimizers (python scripts/memory_plan.py --search).",
+            f"  largest optimizer state), shared by the {COUNT_WORDS[count[s.flavor]]} optimizers (python "
+            "scripts/memory_plan.py --search).",
         ]
         for name, s in statics.items()
     }
@@ -325,7 +360,7 @@ def all_configs() -> dict[str, str]:
     out = dict([debug_config()])
     memory = memory_lines()
     for size in SIZES:
-        for opt_key in OPTIMIZERS:
+        for opt_key in optimizers_of(size):
             name, text = paper_config(size, opt_key, memory[f"llama_{size}_{opt_key}.toml"])
             out[name] = text
     return out

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from gpa_titan.optim import HyperparameterError
-from gpa_titan.optim.registry import EXTRA_FIELDS, H_OPTIMIZERS, OPTIMIZERS, get_optimizer_spec, toml_key
+from gpa_titan.optim.registry import EXTRA_FIELDS, H_OPTIMIZERS, OPTIMIZERS, get_optimizer_spec, owners_text, toml_key
 from gpa_titan.optim.table4 import PAPER_MU, diloco_to_gpa
 from gpa_titan.titan.job_config import ConfigError, validate_optimizer_config
 from gpa_titan.titan.settings_check import SettingsError, check_settings, job_config_class, load_toml
@@ -158,11 +158,11 @@ def build_runs(optimizer: str, grid: dict) -> list[Run]:
                      for b1, b2 in grid["betas"]])
     for axis in axes:
         (flag, _), key = next(iter(axis[0].origins.values())), next(iter(axis[0].fields))
-        owner = EXTRA_FIELDS.get(key)
-        if owner is not None and owner is not spec:
-            raise SweepError(f"{flag} sets [optimizer] {key}, which only {owner.name} uses, but this config trains "
-                             f"{optimizer}: every run would train the same thing. Remove {flag}, or sweep a "
-                             f"{owner.name} config")
+        owners = EXTRA_FIELDS.get(key)
+        if owners is not None and spec not in owners:
+            raise SweepError(f"{flag} sets [optimizer] {key}, which only {owners_text(key)} uses, but this config "
+                             f"trains {optimizer}: every run would train the same thing. Remove {flag}, or sweep a "
+                             f"{owners_text(key)} config")
         for a, b in itertools.combinations(axis, 2):
             if a.overrides == b.overrides:
                 raise SweepError(f"{flag} {a.origins[key][1]} and {b.origins[key][1]} both give "

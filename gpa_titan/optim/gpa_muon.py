@@ -29,15 +29,19 @@ class GPAMuon(GPA):
             AdamW), an iterable of tensors, or of param-group dicts each with ``"algorithm"``.
         lr (float, default Muon's 1e-3), weight_decay (float, default Muon's 0.1),
         momentum (float, default Muon's 0.95), nesterov (bool, default Muon's True),
-        ns_steps (int, default Muon's 5), adjust_lr_fn (str | None, default Muon's None),
-        adamw_lr (float | None, default None), adamw_weight_decay (float | None, default None),
-        betas (tuple[float, float], default (0.9, 0.95)), eps (float, default 1e-8),
-        adamw_modules (Sequence[str], default ("tok_embeddings", "output")): Muon's (see
-            ``Muon``; its Newton-Schulz coefficients and epsilon stay torch's defaults).
+        ns_steps (int, default Muon's 5), adjust_lr_fn (str, default Muon's "original"),
+        adamw_lr (float, default Muon's -1: lr), adamw_weight_decay (float, default Muon's -1:
+            weight_decay), betas (tuple[float, float], default (0.9, 0.95)), eps (float,
+            default 1e-8): Muon's (see ``Muon``; its Newton-Schulz coefficients and epsilon stay
+            torch's defaults).
         mu_x (float, default GPA's 0.9967): averaging rate of x, in [0, 1).
         mu_y (float, default GPA's 0.9, the paper's Llama value): where gradients are taken.
         implementation (str, default GPA's "foreach"): GPA's elementwise passes (see ``GPA``).
+        adamw_modules (Sequence[str], keyword only, default ("tok_embeddings", "output")): Muon's
+            (a setting for code, not an ``[optimizer]`` config field).
     """
+
+    takes_named_parameters = True  # Muon splits its parameters by name
 
     def __init__(
         self,
@@ -47,15 +51,16 @@ class GPAMuon(GPA):
         momentum: float = _MUON["momentum"],
         nesterov: bool = _MUON["nesterov"],
         ns_steps: int = _MUON["ns_steps"],
-        adjust_lr_fn: str | None = _MUON["adjust_lr_fn"],
-        adamw_lr: float | None = _MUON["adamw_lr"],
-        adamw_weight_decay: float | None = _MUON["adamw_weight_decay"],
+        adjust_lr_fn: str = _MUON["adjust_lr_fn"],
+        adamw_lr: float = _MUON["adamw_lr"],
+        adamw_weight_decay: float = _MUON["adamw_weight_decay"],
         betas: tuple[float, float] = _MUON["betas"],
         eps: float = _MUON["eps"],
-        adamw_modules: Sequence[str] = ADAMW_MODULES,
         mu_x: float = _GPA["mu_x"],
         mu_y: float = _GPA["mu_y"],
         implementation: str = _GPA["implementation"],
+        *,
+        adamw_modules: Sequence[str] = ADAMW_MODULES,
     ) -> None:
         super().__init__(
             params, base=Muon, mu_x=mu_x, mu_y=mu_y, implementation=implementation, lr=lr,
@@ -63,3 +68,12 @@ class GPAMuon(GPA):
             adjust_lr_fn=adjust_lr_fn, adamw_lr=adamw_lr, adamw_weight_decay=adamw_weight_decay, betas=betas,
             eps=eps, adamw_modules=adamw_modules,
         )
+
+    @staticmethod
+    def check_arguments(lr, weight_decay, momentum, nesterov, ns_steps, adjust_lr_fn, adamw_lr, adamw_weight_decay,
+                        betas, eps, mu_x, mu_y) -> None:
+        """Raise ``HyperparameterError`` (naming the argument) for an argument out of range:
+        Muon's checks, then GPA's."""
+        Muon.check_arguments(lr, weight_decay, momentum, nesterov, ns_steps, adjust_lr_fn, adamw_lr,
+                             adamw_weight_decay, betas, eps)
+        GPA.check_hyperparameters(mu_x, mu_y)

@@ -50,7 +50,9 @@ from .hyperparameters import HyperparameterError, check_adamw, check_integer, ch
 
 ADAMW_MODULES = ("tok_embeddings", "output")
 ALGORITHMS = ("muon", "adamw")
-ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
+# torch.optim.Muon's learning-rate adjustments by name; torch's default None is "original"
+ADJUST_LR_FNS = ("original", "match_rms_adamw")
+SAME_AS_MUON = -1.0  # adamw_lr / adamw_weight_decay: take Muon's lr / weight_decay (TOML has no None)
 # torch's Newton-Schulz casts its input to bfloat16 first and returns bfloat16: updates travel so.
 TRANSPORT_DTYPE = torch.bfloat16
 _TORCH_DEFAULTS = {
@@ -95,13 +97,13 @@ def _takes_use_addmm(fn) -> bool:
     return "use_addmm" in inspect.signature(fn).parameters
 
 
-def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: Sequence[int]) -> float:
+def adjusted_lr(lr: float, adjust_lr_fn: str, shape: Sequence[int]) -> float:
     """torch.optim.Muon's learning rate for a matrix of ``shape`` (its ``_adjust_lr``).
 
     Args:
         lr (float): the group's learning rate.
-        adjust_lr_fn (str | None): None or "original" (sqrt(max(1, rows/cols))), or
-            "match_rms_adamw" (0.2 sqrt(max(rows, cols))).
+        adjust_lr_fn (str): "original" (sqrt(max(1, rows/cols)), torch's default, which it
+            also names None), or "match_rms_adamw" (0.2 sqrt(max(rows, cols))).
         shape (Sequence[int]): the whole matrix's shape (a DTensor's global shape).
     """
     return _torch_private("_adjust_lr")(lr, adjust_lr_fn, torch.Size(shape))
@@ -312,24 +314,31 @@ class Muon(torch.optim.Optimizer):
         weight_decay (float, default torch.optim.Muon's 0.1): Muon's decoupled weight decay.
         momentum (float, default torch.optim.Muon's 0.95): Muon's momentum, in [0, 1).
         nesterov (bool, default torch.optim.Muon's True): Nesterov momentum.
-        ns_coefficients (tuple[float, float, float], default torch.optim.Muon's
-            (3.4445, -4.775, 2.0315)): the Newton-Schulz quintic's (a, b, c).
-        ns_eps (float, default torch.optim.Muon's 1e-7): floor of the norm the update is divided
-            by before Newton-Schulz (torch.optim.Muon's ``eps``; stored as the group's ``"ns_eps"``).
         ns_steps (int, default torch.optim.Muon's 5): Newton-Schulz iterations, in [1, 100).
-        adjust_lr_fn (str | None, default torch.optim.Muon's None): Muon's lr adjustment: None or
-            "original" (sqrt(max(1, rows/cols)), Keller Jordan's), or "match_rms_adamw"
-            (0.2 sqrt(max(rows, cols)), Moonshot's, under which one lr suits Muon and AdamW).
-        adamw_lr (float | None, default None): the AdamW groups' learning rate; None: ``lr``.
-        adamw_weight_decay (float | None, default None): the AdamW groups' weight decay; None:
-            ``weight_decay``.
+        adjust_lr_fn (str, default "original", which torch.optim.Muon's default None means):
+            Muon's lr adjustment: "original" (sqrt(max(1, rows/cols)), Keller Jordan's), or
+            "match_rms_adamw" (0.2 sqrt(max(rows, cols)), Moonshot's, under which one lr suits
+            Muon and AdamW).
+        adamw_lr (float, default SAME_AS_MUON = -1): the AdamW groups' learning rate, >= 0;
+            -1: ``lr`` (a sentinel rather than None, so that a TOML config can hold it).
+        adamw_weight_decay (float, default SAME_AS_MUON = -1): the AdamW groups' weight decay,
+            >= 0; -1: ``weight_decay``.
         betas (tuple[float, float], default (0.9, 0.95)): AdamW's moment decay rates.
         eps (float, default 1e-8): AdamW's denominator epsilon.
-        adamw_modules (Sequence[str], default ADAMW_MODULES = ("tok_embeddings", "output")):
-            module names whose 2-D weights take AdamW when parameters come with names.
+        ns_coefficients (tuple[float, float, float], keyword only, default torch.optim.Muon's
+            (3.4445, -4.775, 2.0315)): the Newton-Schulz quintic's (a, b, c).
+        ns_eps (float, keyword only, default torch.optim.Muon's 1e-7): floor of the norm the update
+            is divided by before Newton-Schulz (torch.optim.Muon's ``eps``; stored as the group's
+            ``"ns_eps"``).
+        adamw_modules (Sequence[str], keyword only, default ADAMW_MODULES = ("tok_embeddings",
+            "output")): module names whose 2-D weights take AdamW when parameters come with names.
+
+    The keyword-only arguments are settings for code, not ``[optimizer]`` config fields (the
+    optimizer registry reads the other arguments as the config's fields).
     """
 
     handles_sharded_matrices = True  # orthogonalises whole matrices of FSDP2-sharded parameters itself
+    takes_named_parameters = True  # splits Muon from AdamW parameters by name: build it over named_parameters()
     zero_step_creates_state = True  # a zero-gradient step at lr = weight_decay = 0 leaves fresh state (GPA)
     HYPERPARAMETERS = {
         "muon": ("lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "ns_eps", "ns_steps", "adjust_lr_fn"),
@@ -343,21 +352,23 @@ class Muon(torch.optim.Optimizer):
         weight_decay: float = _TORCH_DEFAULTS["weight_decay"],
         momentum: float = _TORCH_DEFAULTS["momentum"],
         nesterov: bool = _TORCH_DEFAULTS["nesterov"],
-        ns_coefficients: tuple[float, float, float] = _TORCH_DEFAULTS["ns_coefficients"],
-        ns_eps: float = _TORCH_DEFAULTS["eps"],
         ns_steps: int = _TORCH_DEFAULTS["ns_steps"],
-        adjust_lr_fn: str | None = _TORCH_DEFAULTS["adjust_lr_fn"],
-        adamw_lr: float | None = None,
-        adamw_weight_decay: float | None = None,
+        adjust_lr_fn: str = "original",
+        adamw_lr: float = SAME_AS_MUON,
+        adamw_weight_decay: float = SAME_AS_MUON,
         betas: tuple[float, float] = (0.9, 0.95),
         eps: float = 1e-8,
+        *,
+        ns_coefficients: tuple[float, float, float] = _TORCH_DEFAULTS["ns_coefficients"],
+        ns_eps: float = _TORCH_DEFAULTS["eps"],
         adamw_modules: Sequence[str] = ADAMW_MODULES,
     ) -> None:
         _torch_private("_zeropower_via_newtonschulz")
         _torch_private("_adjust_lr")
+        self.check_adamw_overrides(adamw_lr, adamw_weight_decay)
         self._adamw_defaults = {
-            "lr": lr if adamw_lr is None else adamw_lr,
-            "weight_decay": weight_decay if adamw_weight_decay is None else adamw_weight_decay,
+            "lr": lr if adamw_lr == SAME_AS_MUON else adamw_lr,
+            "weight_decay": weight_decay if adamw_weight_decay == SAME_AS_MUON else adamw_weight_decay,
         }
         params = list(params)
         if params and not isinstance(params[0], dict):
@@ -370,6 +381,27 @@ class Muon(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ construction
+    @staticmethod
+    def check_adamw_overrides(adamw_lr, adamw_weight_decay) -> None:
+        """Raise ``HyperparameterError`` unless each is -1 (``SAME_AS_MUON``) or a number >= 0."""
+        for argument, value in (("adamw_lr", adamw_lr), ("adamw_weight_decay", adamw_weight_decay)):
+            if value != SAME_AS_MUON or isinstance(value, bool):
+                check_number(argument, value, 0.0, math.inf, high_inclusive=False,
+                             note=f"or {SAME_AS_MUON:g} for the same as Muon's {argument.removeprefix('adamw_')}")
+
+    @classmethod
+    def check_arguments(cls, lr, weight_decay, momentum, nesterov, ns_steps, adjust_lr_fn, adamw_lr,
+                        adamw_weight_decay, betas, eps) -> None:
+        """Raise ``HyperparameterError`` (naming the argument) for a constructor argument out of
+        range: the checks of both groups, with the AdamW group's lr and weight decay resolved."""
+        cls.check_adamw_overrides(adamw_lr, adamw_weight_decay)
+        cls.check_hyperparameters(
+            "muon", lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+            ns_coefficients=_TORCH_DEFAULTS["ns_coefficients"], ns_eps=_TORCH_DEFAULTS["eps"], ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+        )
+        check_adamw(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
     @staticmethod
     def check_hyperparameters(algorithm: str, **values) -> None:
         """Raise ``HyperparameterError`` for a value out of range (``values``: a group's

@@ -4,10 +4,13 @@ onto it.
 
 An optimizer's config fields are the arguments its class takes beyond torch's AdamW (and
 ``implementation``), read from the class's signature, so they are written once, in the
-class; their defaults are the class's defaults. The TorchTitan layer declares the same
-fields in ``gpa_titan/titan/job_config.py``'s ``Optimizer`` dataclass (TorchTitan needs the
-dataclass; a test checks that the two agree). Adding an optimizer: its class, one entry in
-``OPTIMIZERS`` and its dataclass fields.
+class; their defaults are the class's defaults. Keyword-only arguments (after ``*``) are
+settings for code, not config fields (Muon's ``ns_coefficients``, ``adamw_modules``). A field
+may belong to several optimizers (GPA-AdamW's and GPA-Muon's ``mu_x``; Muon's and GPA-Muon's
+``momentum``): ``EXTRA_FIELDS`` lists its owners, whose defaults agree (a test checks). The
+TorchTitan layer declares the same fields in ``gpa_titan/titan/job_config.py``'s ``Optimizer``
+dataclass (TorchTitan needs the dataclass; a test checks that the two agree). Adding an
+optimizer: its class, one entry in ``OPTIMIZERS`` and its dataclass fields.
 
 Scripts, tests, the config checks, the optimizer builder and the tuning study read this table.
 """
@@ -23,7 +26,9 @@ import torch
 
 from .diloco_adamw import DiLoCoAdamW
 from .gpa_adamw import GPAAdamW
+from .gpa_muon import GPAMuon
 from .hyperparameters import HyperparameterError, check_adamw, check_implementation
+from .muon import Muon
 from .schedule_free import ScheduleFreeAdamW
 from .table4 import PAPER_MU, averaging_window, diloco_window, effective_inner_steps, gpa_mu_x
 
@@ -34,10 +39,12 @@ _NOT_FIELDS = ("self", "implementation")  # arguments that are not [optimizer] f
 
 def config_fields(cls: type) -> tuple[str, ...]:
     """The ``[optimizer]`` fields of an optimizer class: the arguments of its ``__init__`` beyond
-    torch's AdamW's and ``implementation``, in signature order (``("mu_x", "mu_y")`` for GPA)."""
+    torch's AdamW's, ``implementation`` and keyword-only ones, in signature order (``("mu_x",
+    "mu_y")`` for GPA)."""
     adamw = set(inspect.signature(torch.optim.AdamW.__init__).parameters)
-    return tuple(name for name in inspect.signature(cls.__init__).parameters
-                 if name not in adamw and name not in _NOT_FIELDS)
+    return tuple(name for name, p in inspect.signature(cls.__init__).parameters.items()
+                 if name not in adamw and name not in _NOT_FIELDS
+                 and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 def default_of(cls: type, argument: str) -> Any:
@@ -73,6 +80,9 @@ class OptimizerSpec:
         fixed_in_studies (tuple[str, ...], default ()): fields a tuning study leaves at the
             class default rather than tuning (Schedule-Free's warmup_steps: the study's
             schedule has its own warmup).
+        in_study (bool, default True): whether the tuning study (``gpa_titan.study``:
+            ``METHOD_KNOBS``, ``docs/results/tuned.json``, the grid's default optimizers) covers it.
+            False for Muon and GPA-Muon, which are selectable in configs but not studied yet.
     """
 
     name: str
@@ -84,6 +94,7 @@ class OptimizerSpec:
     h_of_value: Callable[[Any, float], float | None] | None = None
     window: Callable[[Mapping[str, Any]], float] | None = None
     fixed_in_studies: tuple[str, ...] = ()
+    in_study: bool = True
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -139,6 +150,8 @@ class OptimizerSpec:
         impl = optimizer_config.implementation
         if self.cls is torch.optim.AdamW:
             return kwargs | dict(fused=impl == "fused", foreach=impl == "foreach")
+        if "implementation" not in inspect.signature(self.cls.__init__).parameters:
+            return kwargs  # Muon: its AdamW part takes torch's default kernel; the math is the same
         return kwargs | dict(implementation=impl)
 
     def validate(self, optimizer_config) -> None:
@@ -159,9 +172,14 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                       window=lambda f: diloco_window(f["inner_steps"], f["outer_momentum"])),
         OptimizerSpec("ScheduleFree-AdamW", "schedule_free", ScheduleFreeAdamW, ScheduleFreeAdamW.check_hyperparameters,
                       fixed_in_studies=("warmup_steps",)),
+        OptimizerSpec("Muon", "muon", Muon, Muon.check_arguments, in_study=False),
+        OptimizerSpec("GPA-Muon", "gpa_muon", GPAMuon, GPAMuon.check_arguments, h_field="mu_x",
+                      h_value=gpa_mu_x, h_of_value=effective_inner_steps,
+                      window=lambda f: averaging_window(f["mu_x"]), in_study=False),
     )
 }
 OPTIMIZER_NAMES = tuple(OPTIMIZERS)
+STUDIED_OPTIMIZERS = tuple(name for name, spec in OPTIMIZERS.items() if spec.in_study)  # the tuning study's
 H_OPTIMIZERS = tuple(name for name, spec in OPTIMIZERS.items() if spec.takes_inner_steps)
 
 
@@ -176,7 +194,18 @@ def window_of_setting(optimizer: str, fields: Mapping[str, Any]) -> float | None
     """How many steps an optimizer's ``[optimizer]`` values average over (``OptimizerSpec.window_of``)."""
     spec = OPTIMIZERS.get(optimizer)
     return None if spec is None else spec.window_of(fields)
-EXTRA_FIELDS = {field: spec for spec in OPTIMIZERS.values() for field in spec.fields}  # field -> its optimizer
+
+
+def _owners_by_field() -> dict[str, tuple[OptimizerSpec, ...]]:
+    owners: dict[str, tuple[OptimizerSpec, ...]] = {}
+    for spec in OPTIMIZERS.values():
+        for field in spec.fields:
+            owners[field] = (*owners.get(field, ()), spec)
+    return owners
+
+
+# field -> the optimizers that take it (its owners), in registry order; fields in first-owner order
+EXTRA_FIELDS: dict[str, tuple[OptimizerSpec, ...]] = _owners_by_field()
 SETTING_ORDER = ("lr", "beta1", "beta2", *EXTRA_FIELDS, "eps", "weight_decay")  # every [optimizer] value: table order
 
 
@@ -197,7 +226,22 @@ def unused_optimizer_keys(flat_config: dict[str, Any]) -> list[str]:
     """The ``optimizer.*`` keys of a flattened config that belong to another optimizer than the
     run's (they do not change its math; the trainer warns that they are ignored)."""
     name = flat_config.get("optimizer.name")
-    return [f"optimizer.{key}" for key, owner in EXTRA_FIELDS.items() if owner.name != name]
+    return [f"optimizer.{key}" for key, owners in EXTRA_FIELDS.items() if name not in owner_names(key)]
+
+
+def owner_names(field: str) -> tuple[str, ...]:
+    """The ``[optimizer] name``s that take ``field`` (``("GPA-AdamW", "GPA-Muon")`` for mu_x)."""
+    return tuple(spec.name for spec in EXTRA_FIELDS[field])
+
+
+def owners_text(field: str) -> str:
+    """Who takes ``field``, for messages: ``"GPA-AdamW or GPA-Muon"``."""
+    return " or ".join(owner_names(field))
+
+
+def field_default(field: str) -> Any:
+    """The default of an ``[optimizer]`` field (its owners' classes agree on it)."""
+    return EXTRA_FIELDS[field][0].default(field)
 
 
 def toml_key(error: HyperparameterError) -> str:

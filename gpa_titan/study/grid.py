@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gpa_titan.analysis.report import write_report
 from gpa_titan.analysis.setting import SettingRuns, best_by_final_loss
-from gpa_titan.optim.registry import OPTIMIZER_NAMES, OPTIMIZERS
+from gpa_titan.optim.registry import OPTIMIZERS, STUDIED_OPTIMIZERS
 
 from .launcher import BenchError, ensure_tokenizer, log, optimizer_cli, run_env, run_or_reuse
 from .run_args import short_run_args
@@ -42,7 +42,7 @@ def grid_run_args(a, dump: str, tokenizer: str, optimizer: str, h: int | None, l
 
 
 def run_grid(a) -> int:
-    optimizers = a.optimizers or list(OPTIMIZER_NAMES)
+    optimizers = a.optimizers or list(STUDIED_OPTIMIZERS)
     os.makedirs(a.out, exist_ok=True)
     tokenizer = ensure_tokenizer(a.data, a.out, a.vocab_size, a.tokenizer_docs)
     env = run_env(a.device, None if a.threads_per_run == 0 else a.threads_per_run)

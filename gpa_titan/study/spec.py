@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpa_titan.optim.registry import OPTIMIZERS, OptimizerSpec
+from gpa_titan.optim.registry import OPTIMIZERS, STUDIED_OPTIMIZERS, OptimizerSpec
 from gpa_titan.optim.table4 import PAPER_MU, h_for_run, paper_equivalent_h
 
 ADAMW_KNOBS = ("lr", "beta1", "beta2")  # every optimizer's (Schedule-Free's beta1 is its interpolation)
@@ -57,7 +57,8 @@ def knobs_of(spec: OptimizerSpec) -> tuple[str, ...]:
                                               knobs.index(k))))
 
 
-METHOD_KNOBS: dict[str, tuple[str, ...]] = {name: knobs_of(spec) for name, spec in OPTIMIZERS.items()}
+# the optimizers the study covers (the registry's ``in_study``: not Muon or GPA-Muon yet) and their knobs
+METHOD_KNOBS: dict[str, tuple[str, ...]] = {name: knobs_of(OPTIMIZERS[name]) for name in STUDIED_OPTIMIZERS}
 # the run's setup (the same for every run of a study), with defaults
 SETUP_DEFAULTS: dict[str, Any] = {
     "flavor": "debug", "steps": 1000, "seq_len": 128, "batch": 8, "vocab_size": 1024, "tokenizer_docs": 20000,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from torchtitan.tools.logging import logger
 
 from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
+from gpa_titan.optim.muon import Muon
 from gpa_titan.optim.registry import default_of
 
 from .start_checks import (  # noqa: F401  (ConfigError, validate_optimizer_config: imported from here too)
@@ -26,14 +27,15 @@ from .start_checks import (  # noqa: F401  (ConfigError, validate_optimizer_conf
 @dataclass
 class Optimizer:
     name: str = "AdamW"
-    """Optimizer: "AdamW", "GPA-AdamW", "DiLoCo-AdamW" or "ScheduleFree-AdamW"."""
+    """Optimizer: "AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW", "Muon" or "GPA-Muon"
+    (Muon on 2-D hidden weights, AdamW on embeddings, output and norms; GPA-Muon: GPA over it)."""
 
     mu_x: float = default_of(GPAAdamW, "mu_x")
-    """GPA-AdamW: averaging rate of the evaluated weights x, in [0, 1). Table 4 of the
+    """GPA-AdamW, GPA-Muon: averaging rate of the evaluated weights x, in [0, 1). Table 4 of the
     paper maps DiLoCo's (H, mu) to mu_x = mu**(1/H); 0.9967 = 0.9**(1/32)."""
 
     mu_y: float = default_of(GPAAdamW, "mu_y")
-    """GPA-AdamW: where gradients are taken, y = mu_y x + (1 - mu_y) z, in (0, 1]. The default is
+    """GPA-AdamW, GPA-Muon: where gradients are taken, y = mu_y x + (1 - mu_y) z, in (0, 1]. The default is
     the paper's Llama value, 0.9 (the demo config uses the CPU study's 0.2, a small-scale finding)."""
 
     inner_steps: int = default_of(DiLoCoAdamW, "inner_steps")
@@ -48,6 +50,28 @@ class Optimizer:
     warmup_steps: int = default_of(ScheduleFreeAdamW, "warmup_steps")
     """ScheduleFree-AdamW: its internal learning-rate warmup (use with a constant
     [lr_scheduler]); 0 leaves the schedule to [lr_scheduler]."""
+
+    momentum: float = default_of(Muon, "momentum")
+    """Muon, GPA-Muon: Muon's momentum, in [0, 1) (torch.optim.Muon's 0.95)."""
+
+    nesterov: bool = default_of(Muon, "nesterov")
+    """Muon, GPA-Muon: Nesterov momentum (torch.optim.Muon's true)."""
+
+    ns_steps: int = default_of(Muon, "ns_steps")
+    """Muon, GPA-Muon: Newton-Schulz iterations, 1 to 99 (torch.optim.Muon's 5)."""
+
+    adjust_lr_fn: str = default_of(Muon, "adjust_lr_fn")
+    """Muon, GPA-Muon: how a matrix's lr is scaled by its shape: "original" (torch.optim.Muon's
+    default, sqrt(max(1, rows/cols))) or "match_rms_adamw" (0.2 sqrt(max(rows, cols)): the update's
+    RMS matches AdamW's, so one lr suits the Muon and the AdamW parameters)."""
+
+    adamw_lr: float = default_of(Muon, "adamw_lr")
+    """Muon, GPA-Muon: learning rate of the parameters that take AdamW (embeddings, output,
+    norms), scheduled like lr; -1: the same as lr."""
+
+    adamw_weight_decay: float = default_of(Muon, "adamw_weight_decay")
+    """Muon, GPA-Muon: weight decay of the parameters that take AdamW; -1: the same as
+    weight_decay."""
 
 
 @dataclass

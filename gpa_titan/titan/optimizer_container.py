@@ -23,19 +23,39 @@ class EvalWeightsOptimizersContainer(OptimizersContainer):
     post-optimizer hook, so float8 scales match the weights now in place).
     Checkpointing (DCP, flattened FQN keys, resharding) is inherited unchanged.
 
+    Optimizer classes with ``takes_named_parameters = True`` (Muon, GPA-Muon, which split
+    parameters by name) are built over ``model.named_parameters()`` (TorchTitan's Llama names:
+    ``tok_embeddings.weight``, ``layers.N.attention.wq.weight``, ...); the others over the
+    parameters, as in TorchTitan.
+
     Args: those of TorchTitan's ``OptimizersContainer`` (model parts, optimizer class, kwargs).
     """
 
     # param-group entries that are state, not settings (kept from a checkpoint on load)
     STATE_KEYS = frozenset({"params", "step", "train_mode", "initial_lr", "lr_max", "weight_sum"})
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, model_parts: list[nn.Module], optimizer_cls: type, optimizer_kwargs: dict) -> None:
+        if getattr(optimizer_cls, "takes_named_parameters", False):
+            self._build_over_named_parameters(model_parts, optimizer_cls, optimizer_kwargs)
+        else:
+            super().__init__(model_parts, optimizer_cls, optimizer_kwargs)
         self.swap_hooks: list[Callable[[], None]] = []
         self._configured = [
             [{k: v for k, v in group.items() if k not in self.STATE_KEYS} for group in opt.param_groups]
             for opt in self.optimizers
         ]
+
+    def _build_over_named_parameters(self, model_parts: list[nn.Module], optimizer_cls: type,
+                                     optimizer_kwargs: dict) -> None:
+        """TorchTitan's ``OptimizersContainer.__init__``, with ``(name, parameter)`` pairs."""
+        all_params = []
+        self.optimizers, self.model_parts = [], model_parts
+        for model in model_parts:
+            named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+            self.optimizers.append(optimizer_cls(named, **optimizer_kwargs))
+            all_params.extend(p for _, p in named)
+        self._validate_length(len(model_parts))
+        self._post_init(all_params, optimizer_kwargs)
 
     def reapply_configured_hyperparameters(self) -> None:
         """Put this launch's hyperparameters (lr, betas, weight decay, mu_x, ...) back into the

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpa_titan.optim import HyperparameterError
-from gpa_titan.optim.registry import EXTRA_FIELDS, OPTIMIZER_NAMES, OPTIMIZERS, default_of, toml_key
+from gpa_titan.optim.registry import EXTRA_FIELDS, OPTIMIZER_NAMES, OPTIMIZERS, field_default, owners_text, toml_key
 
 from .models import FLAVORS
 
@@ -175,7 +175,7 @@ def ours(run: Run) -> bool:
 
 
 # ---------------------------------------------------------------------------- the optimizer's keys
-OPTIMIZER_FIELD_DEFAULTS = {key: default_of(spec.cls, key) for key, spec in EXTRA_FIELDS.items()}
+OPTIMIZER_FIELD_DEFAULTS = {key: field_default(key) for key in EXTRA_FIELDS}  # its owners agree on it
 
 
 def validate_optimizer_config(opt) -> list[str]:
@@ -192,11 +192,10 @@ def validate_optimizer_config(opt) -> list[str]:
         ) from None
     warnings = []
     for key, default in OPTIMIZER_FIELD_DEFAULTS.items():
-        owner = EXTRA_FIELDS[key]
         value = getattr(opt, key)
-        if owner is not spec and value != default:
+        if spec not in EXTRA_FIELDS[key] and value != default:
             warnings.append(
-                f"[optimizer] {key} = {value!r} is ignored: it belongs to {owner.name}, and this run uses "
+                f"[optimizer] {key} = {value!r} is ignored: it belongs to {owners_text(key)}, and this run uses "
                 f"{opt.name} (remove it, or set it back to its default {default!r}, to silence this warning)"
             )
     return warnings

@@ -26,6 +26,7 @@ def test_all_sizes_and_optimizers_are_shipped():
     for size in ("160m", "1b", "8b"):
         for opt in ("adamw", "gpa", "diloco"):
             assert f"llama_{size}_{opt}.toml" in names
+    assert {"llama_160m_muon.toml", "llama_160m_gpa_muon.toml"} <= names  # Muon and GPA-Muon: the 160M size only
 
 
 def test_configs_share_sections_in_one_order():
@@ -45,7 +46,7 @@ AC_EXERCISED = {"llama_160m": "none", "llama_1b": "selective", "llama_8b": "full
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=os.path.basename)
 def test_paper_config_runs_three_steps_on_cpu(tmp_path, demo_assets, path):
     dump = str(tmp_path / "run")
-    ac_mode = AC_EXERCISED[os.path.basename(path).rsplit("_", 1)[0]]
+    ac_mode = AC_EXERCISED["_".join(os.path.basename(path).split("_")[:2])]  # llama_<size>
     args = [
         "--job.config_file", path, "--job.dump_folder", dump, "--job.stop_after_steps", "3",
         "--model.flavor", "debug", "--model.hf_assets_path", demo_assets,

@@ -12,7 +12,7 @@ import pytest
 from helpers import REPO, TRAIN_LOSS, process_env, run_trainer, run_until_checkpoint, scalars, tiny_args, trainer_cmd
 
 
-@pytest.mark.parametrize("optimizer", ["GPA-AdamW", "DiLoCo-AdamW"])
+@pytest.mark.parametrize("optimizer", ["GPA-AdamW", "DiLoCo-AdamW", "Muon", "GPA-Muon"])
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path, demo_assets, optimizer):
     # inner_steps=3: the step-20 checkpoint falls in the middle of a DiLoCo period
     extra = ("--optimizer.name", optimizer, "--optimizer.inner_steps", "3", "--checkpoint.interval", "20")

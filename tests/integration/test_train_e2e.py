@@ -6,7 +6,7 @@ import pytest
 
 from helpers import TRAIN_LOSS, VAL_LOSS, independent_validation_loss, run_trainer, scalars, tiny_args
 
-OPTIMIZERS = ["AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW"]
+OPTIMIZERS = ["AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW", "Muon", "GPA-Muon"]
 
 
 @pytest.mark.parametrize("nproc", [1, 2])

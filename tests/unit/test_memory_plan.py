@@ -31,8 +31,13 @@ def statics() -> dict[str, mp.StaticMemory]:
     return {s.name: s for s in mp.measure_configs(mp.paper_configs())}
 
 
+# the optimizers each size has a config of (Muon and GPA-Muon: 160M only)
+SIZE_OPTIMIZERS = {"160M": {"adamw", "gpa", "diloco", "muon", "gpa_muon"}, "1B": {"adamw", "gpa", "diloco"},
+                   "8B": {"adamw", "gpa", "diloco"}}
+
+
 def by_size(statics, size: str) -> dict[str, mp.StaticMemory]:
-    """The configs of one size by optimizer key ("adamw", "gpa", "diloco")."""
+    """The configs of one size by optimizer key ("adamw", "gpa", "diloco", ...)."""
     return {KEY[s.optimizer]: s for s in statics.values() if s.flavor == size}
 
 
@@ -51,7 +56,7 @@ def test_there_is_one_config_per_size_and_optimizer(statics):
     shipped = [os.path.splitext(p)[0] for p in os.listdir(os.path.join(REPO, "configs")) if p.startswith("llama_")]
     assert sorted(statics) == sorted(shipped)
     for size in SHAPES:
-        assert set(by_size(statics, size)) == {"adamw", "gpa", "diloco"}
+        assert set(by_size(statics, size)) == SIZE_OPTIMIZERS[size]
 
 
 @pytest.mark.parametrize("size", SHAPES)
@@ -78,6 +83,26 @@ def test_optimizer_state_differs_by_fp32_copies_of_the_local_params(statics, siz
     assert diloco.optimizer_bytes - adamw.optimizer_bytes == 2 * 4 * local  # + outer, outer_momentum
     assert adamw.optimizer_bytes < gpa.optimizer_bytes < diloco.optimizer_bytes
     assert adamw.param_bytes == gpa.param_bytes == diloco.param_bytes
+
+
+def test_muon_state_is_momentum_on_hidden_matrices_and_adamw_on_the_rest_and_gpa_adds_z(statics):
+    """Muon and GPA-Muon's state on meta DTensors (the 160M configs): a momentum buffer per hidden
+    matrix (7 per block), AdamW's exp_avg, exp_avg_sq and step for embeddings, output and norms;
+    GPA-Muon adds z for every parameter."""
+    opts = by_size(statics, "160M")
+    layers, d, heads, kv_heads, f, vocab = SHAPES["160M"]
+    kv = kv_heads * (d // heads)
+    rows = lambda n: math.ceil(n / 8)  # noqa: E731  (rank 0's Shard(0) rows of 8)
+    matrices = layers * (2 * rows(d) * d + 2 * rows(kv) * d + 2 * rows(f) * d + rows(d) * f)
+    adamw_tensors = [(vocab, d), (vocab, d), *[(d,)] * (2 * layers + 1)]
+    adamw_local = sum(rows(t[0]) * math.prod(t[1:]) for t in adamw_tensors)
+    assert matrices + adamw_local == hand_count("160M", 8)["local"]
+    muon, gpa_muon = opts["muon"], opts["gpa_muon"]
+    assert muon.optimizer_bytes == 4 * matrices + 2 * 4 * adamw_local + 4 * len(adamw_tensors)
+    assert muon.optimizer_tensors == 7 * layers + 3 * len(adamw_tensors)
+    assert gpa_muon.optimizer_bytes - muon.optimizer_bytes == 4 * hand_count("160M", 8)["local"]  # + z
+    assert muon.optimizer_bytes < opts["adamw"].optimizer_bytes < gpa_muon.optimizer_bytes < opts["gpa"].optimizer_bytes
+    assert muon.param_bytes == gpa_muon.param_bytes == opts["adamw"].param_bytes
 
 
 def test_layer_formula_by_hand():

@@ -16,6 +16,7 @@ from gpa_titan.optim.gpa import GPA
 from gpa_titan.optim.gpa_muon import GPAMuon
 from gpa_titan.optim.muon import (
     Muon,
+    adjusted_lr,
     assign_owners,
     communication_bytes_per_step,
     muon_param_groups,
@@ -202,6 +203,25 @@ def test_argument_errors_name_the_key():
     with pytest.raises(ValueError, match="eps"):
         opt.add_param_group({"params": [b], "algorithm": "adamw", "eps": 0.0})
     assert len(opt.param_groups) == 1
+
+
+def test_config_values_are_what_the_classes_take():
+    """A TOML config has no None: adjust_lr_fn is a name ("original" is torch's None) and
+    adamw_lr / adamw_weight_decay = -1 mean Muon's lr / weight_decay; the classes take exactly that."""
+    w, b = torch.nn.Parameter(torch.zeros(3, 2)), torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"adjust_lr_fn=None .* one of \['original', 'match_rms_adamw'\]"):
+        Muon([w], adjust_lr_fn=None)
+    with pytest.raises(ValueError, match=r"adamw_lr=-0.5 .* \(or -1 for the same as Muon's lr\)"):
+        Muon([w], adamw_lr=-0.5)
+    with pytest.raises(ValueError, match=r"adamw_weight_decay=-2 .* \(or -1 for the same as Muon's weight_decay\)"):
+        GPAMuon([b], adamw_weight_decay=-2)
+    groups = {g["algorithm"]: g for g in Muon([w, b], lr=0.02, weight_decay=0.1).param_groups}
+    assert (groups["adamw"]["lr"], groups["adamw"]["weight_decay"]) == (0.02, 0.1)
+    groups = {g["algorithm"]: g for g in Muon([w, b], lr=0.02, adamw_lr=0.0, adamw_weight_decay=0.0).param_groups}
+    assert (groups["adamw"]["lr"], groups["adamw"]["weight_decay"], groups["muon"]["lr"]) == (0.0, 0.0, 0.02)
+    assert adjusted_lr(1.0, "original", (8, 2)) == torch.optim._muon._adjust_lr(1.0, None, torch.Size((8, 2)))
+    with pytest.raises(TypeError):  # code-only settings are keyword-only (not [optimizer] fields)
+        Muon([w], 1e-3, 0.1, 0.95, True, 5, "original", -1.0, -1.0, (0.9, 0.95), 1e-8, (3.0, -3.2, 1.2))
 
 
 def test_owners_and_communication_bytes():

@@ -23,11 +23,13 @@ def test_documented_optimizer_defaults_are_the_signatures():
     import inspect
 
     from gpa_titan.optim import DiLoCoAdamW, GPAAdamW, ScheduleFreeAdamW
+    from gpa_titan.optim.gpa_muon import GPAMuon
+    from gpa_titan.optim.muon import Muon
 
     text = open(os.path.join(REPO, "README.md")).read()
     row = next(line for line in text.splitlines() if line.startswith("| arguments (defaults) |"))
     cells = [c.strip().strip("`") for c in row.strip("|").split("|")[1:]]
-    for cls, cell in zip((GPAAdamW, DiLoCoAdamW, ScheduleFreeAdamW), cells, strict=True):
+    for cls, cell in zip((GPAAdamW, DiLoCoAdamW, ScheduleFreeAdamW, Muon, GPAMuon), cells, strict=True):
         documented = dict(re.findall(r"(\w+)=(\([^)]*\)|[^,]+)", cell))
         actual = {name: p.default for name, p in inspect.signature(cls).parameters.items() if name != "params"}
         assert set(documented) == set(actual), cls.__name__

@@ -8,7 +8,15 @@ import torch
 from torchtitan.config import ConfigManager
 
 from gpa_titan.optim import HyperparameterError
-from gpa_titan.optim.registry import EXTRA_FIELDS, OPTIMIZER_NAMES, OPTIMIZERS, default_of
+from gpa_titan.optim.registry import (
+    EXTRA_FIELDS,
+    OPTIMIZER_NAMES,
+    OPTIMIZERS,
+    STUDIED_OPTIMIZERS,
+    default_of,
+    owner_names,
+    unused_optimizer_keys,
+)
 from gpa_titan.titan.job_config import Optimizer, validate_optimizer_config
 from helpers import REPO
 
@@ -17,9 +25,41 @@ def config(*args):
     return ConfigManager().parse_args(["--job.config_file", os.path.join(REPO, "configs", "debug_cpu.toml"), *args])
 
 
-def test_registry_lists_the_four_optimizers():
-    assert OPTIMIZER_NAMES == ("AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW")
-    assert [n for n, s in OPTIMIZERS.items() if s.takes_inner_steps] == ["GPA-AdamW", "DiLoCo-AdamW"]
+def test_registry_lists_the_six_optimizers():
+    assert OPTIMIZER_NAMES == ("AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW", "Muon", "GPA-Muon")
+    assert [n for n, s in OPTIMIZERS.items() if s.takes_inner_steps] == ["GPA-AdamW", "DiLoCo-AdamW", "GPA-Muon"]
+    # the tuning study covers the first four only (Muon's study is another step)
+    assert STUDIED_OPTIMIZERS == ("AdamW", "GPA-AdamW", "DiLoCo-AdamW", "ScheduleFree-AdamW")
+    assert OPTIMIZERS["GPA-Muon"].h_fields(32, 0.9) == OPTIMIZERS["GPA-AdamW"].h_fields(32, 0.9)  # Table 4's mu_x
+
+
+def test_muon_fields_are_the_knobs_a_user_sweeps_and_shared_fields_name_every_owner():
+    muon = ("momentum", "nesterov", "ns_steps", "adjust_lr_fn", "adamw_lr", "adamw_weight_decay")
+    assert OPTIMIZERS["Muon"].fields == muon  # ns_coefficients, ns_eps, adamw_modules: keyword-only, code only
+    assert OPTIMIZERS["GPA-Muon"].fields == (*muon, "mu_x", "mu_y")
+    assert owner_names("mu_x") == owner_names("mu_y") == ("GPA-AdamW", "GPA-Muon")
+    assert all(owner_names(f) == ("Muon", "GPA-Muon") for f in muon)
+    flat = {"optimizer.name": "GPA-Muon"}
+    assert unused_optimizer_keys(flat) == ["optimizer.inner_steps", "optimizer.outer_lr", "optimizer.outer_momentum",
+                                           "optimizer.warmup_steps"]
+
+
+def test_a_shared_field_has_one_default_across_its_owners():
+    for field, owners in EXTRA_FIELDS.items():
+        assert len({repr(spec.default(field)) for spec in owners}) == 1, (field, [s.name for s in owners])
+        assert getattr(Optimizer(), field) == owners[0].default(field)
+
+
+def test_muon_sentinels_are_what_the_classes_take():
+    """TOML has no None: adamw_lr / adamw_weight_decay = -1 mean Muon's lr / weight_decay."""
+    cfg = config("--optimizer.name", "Muon", "--optimizer.lr", "0.02", "--optimizer.adamw_weight_decay", "0")
+    spec = OPTIMIZERS["Muon"]
+    assert (cfg.optimizer.adamw_lr, cfg.optimizer.adjust_lr_fn) == (-1, "original")
+    model = torch.nn.ModuleDict({"tok_embeddings": torch.nn.Embedding(4, 3), "layer": torch.nn.Linear(3, 3)})
+    opt = spec.cls(model.named_parameters(), **spec.build_kwargs(cfg.optimizer))
+    groups = {g["algorithm"]: g for g in opt.param_groups}
+    assert groups["adamw"]["lr"] == groups["muon"]["lr"] == 0.02
+    assert groups["adamw"]["weight_decay"] == 0.0 and groups["muon"]["weight_decay"] == cfg.optimizer.weight_decay
 
 
 def test_the_job_config_declares_exactly_the_registrys_fields():
@@ -43,7 +83,9 @@ def test_every_optimizer_builds_from_the_demo_config(name):
     warnings = validate_optimizer_config(cfg.optimizer)
     if name == "GPA-AdamW":  # the demo config's own optimizer: nothing is ignored
         assert warnings == []
-    opt = spec.cls([torch.nn.Parameter(torch.zeros(4))], **spec.build_kwargs(cfg.optimizer))
+    params = [("w", torch.nn.Parameter(torch.zeros(4)))]
+    opt = spec.cls(params if getattr(spec.cls, "takes_named_parameters", False) else [params[0][1]],
+                   **spec.build_kwargs(cfg.optimizer))
     assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
 
 
@@ -55,6 +97,12 @@ def test_every_optimizer_builds_from_the_demo_config(name):
         ("GPA-AdamW", ["--optimizer.mu_y", "0.0"], "mu_y = 0.0"),
         ("DiLoCo-AdamW", ["--optimizer.outer_lr", "0"], "outer_lr = 0.0"),
         ("ScheduleFree-AdamW", ["--optimizer.warmup_steps", "-1"], "warmup_steps = -1"),
+        ("Muon", ["--optimizer.momentum", "1.0"], "momentum = 1.0"),
+        ("Muon", ["--optimizer.ns_steps", "0"], "ns_steps = 0"),
+        ("Muon", ["--optimizer.adjust_lr_fn", "none"], "adjust_lr_fn = 'none'"),
+        ("Muon", ["--optimizer.adamw_lr", "-0.5"], "adamw_lr = -0.5"),
+        ("GPA-Muon", ["--optimizer.adamw_weight_decay", "-2"], "adamw_weight_decay = -2.0"),
+        ("GPA-Muon", ["--optimizer.mu_x", "1.0"], "mu_x = 1.0"),
     ],
 )
 def test_config_check_is_the_optimizer_check_with_the_toml_key(name, args, key):
@@ -75,3 +123,8 @@ def test_a_key_of_another_optimizer_away_from_its_default_warns():
     assert [w.split(" =")[0] for w in validate_optimizer_config(cfg.optimizer)] == [
         "[optimizer] mu_x", "[optimizer] mu_y",
     ]
+    cfg = config("--optimizer.name", "Muon", "--optimizer.mu_y", "0.5", "--optimizer.momentum", "0.9")
+    warnings = validate_optimizer_config(cfg.optimizer)  # the demo config's mu_x and mu_y; momentum is Muon's own
+    assert [w.split(" =")[0] for w in warnings] == ["[optimizer] mu_x", "[optimizer] mu_y"]
+    assert warnings[1].startswith("[optimizer] mu_y = 0.5 is ignored: it belongs to GPA-AdamW or GPA-Muon, and this "
+                                  "run uses Muon")

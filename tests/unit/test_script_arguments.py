@@ -85,7 +85,8 @@ SWEEP_CASES = {  # id: (config, arguments, what the message must say)
     "empty name": (GPA, ["--name", ""], ["--name ''", "e.g. --name mu_sweep"]),
     "another optimizer's key": (GPA, ["--outer-lr", "0.5"], ["--outer-lr sets [optimizer] outer_lr, which only "
                                                             "DiLoCo-AdamW uses", "Remove --outer-lr"]),
-    "mu_y on DiLoCo": (DILOCO, ["--mu-y", "0.5"], ["--mu-y sets [optimizer] mu_y, which only GPA-AdamW uses"]),
+    "mu_y on DiLoCo": (DILOCO, ["--mu-y", "0.5"], ["--mu-y sets [optimizer] mu_y, which only GPA-AdamW or GPA-Muon "
+                                                   "uses"]),
     "mu without H": (GPA, ["--mu", "0.8"], ["--mu 0.8 is used only to map --inner-steps", "remove --mu"]),
     "mu on DiLoCo": (DILOCO, ["--inner-steps", "8", "--mu", "0.8"], ["--mu 0.8 is used only", "outer_momentum"]),
     "H on AdamW": (ADAMW, ["--inner-steps", "8"], ["--inner-steps needs a config of GPA-AdamW or DiLoCo-AdamW",
