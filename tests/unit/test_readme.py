@@ -66,3 +66,17 @@ def test_convergence_results_are_the_committed_study_output():
 def test_demo_table_is_the_output_of_scripts_demo_curves():
     assert generated_block("demo-curves") in _committed("docs", "results", "demo_curves.md"), (
         "run python scripts/demo_curves.py and paste its table")
+
+
+def test_the_generic_gpa_snippet_runs_as_written():
+    """The README's GPA / GPAMuon example builds both optimizers and each takes a step."""
+    import torch
+
+    text = open(os.path.join(REPO, "README.md")).read()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "GPAMuon(" in b)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    scope = {"torch": torch, "model": model}
+    exec(block, scope)
+    model(torch.randn(3, 4)).square().sum().backward()
+    scope["opt"].step()  # the last one built: GPA-Muon
+    assert type(scope["opt"]).__name__ == "GPAMuon" and scope["opt"].state[model[0].weight]["z"].shape == (4, 4)
