@@ -15,7 +15,7 @@
 #   optimizer scripts/bench_optimizer.py on a Llama-shaped set: 1.5B parameters (--quick: 0.5B);
 #             step time against fused AdamW, state bytes/param, bandwidth vs peak   bench_optimizer.md
 #   training  scripts/gpu_train_check.py: the 160M flavor, compiled, bf16, on the generated demo
-#             corpus: AdamW, GPA-AdamW, DiLoCo-AdamW, ScheduleFree-AdamW, 40 steps (--quick:
+#             corpus: AdamW, GPA-AdamW, Muon, GPA-Muon, 40 steps (--quick:
 #             AdamW and GPA-AdamW, 30 steps); tokens/s and peak memory vs AdamW   train_check.md
 # Each stage has a time limit (STAGE_LIMITS below) so that one stuck stage cannot eat the call;
 # a stage that fails or runs out is reported and the others still run. Exit 0 when all pass.
@@ -102,7 +102,7 @@ else
     train=(--steps 30 --warmup 10 --optimizers AdamW,GPA-AdamW)
   else
     bench=(--device cuda --dim 2048 --layers 16 --vocab 128256)
-    train=(--steps 40 --warmup 15)
+    train=(--steps 40 --warmup 15 --optimizers AdamW,GPA-AdamW,Muon,GPA-Muon)
   fi
 fi
 out=${out:-docs/results/gpu/$(date +%Y-%m-%d)_${gpu}}

@@ -7,7 +7,9 @@ Each optimizer trains the same model on the generated demo corpus (no download) 
 ``python -m gpa_titan.train`` with ``torch.compile`` and bf16 compute. Reported: the median
 tokens/s over the logged steps after the first ``--warmup`` (compilation), the peak reserved
 memory, and the extra memory over AdamW next to the expected extra: one fp32 copy of the
-parameters for GPA-AdamW (z), two for DiLoCo-AdamW (outer weights and momentum).
+parameters for GPA-AdamW and Schedule-Free (z), two for DiLoCo-AdamW (outer weights and
+momentum); Muon keeps one buffer instead of two on its matrices (one fp32 copy of them less),
+GPA-Muon that plus z.
 """
 
 from __future__ import annotations
@@ -25,7 +27,23 @@ from gpa_titan.paths import REPO_ROOT
 from gpa_titan.study.run_args import short_run_args
 from gpa_titan.titan.models import parameter_counts
 
-EXTRA_FP32_COPIES = {"AdamW": 0, "GPA-AdamW": 1, "DiLoCo-AdamW": 2, "ScheduleFree-AdamW": 1}
+# Optimizer state beyond AdamW's, in fp32 copies: of all parameters, and of the Muon matrices
+# (Muon keeps one momentum buffer where AdamW keeps two moments).
+EXTRA_FP32_COPIES = {"AdamW": (0, 0), "GPA-AdamW": (1, 0), "DiLoCo-AdamW": (2, 0), "ScheduleFree-AdamW": (1, 0),
+                     "Muon": (0, -1), "GPA-Muon": (1, -1)}
+
+
+def muon_matrix_elements(flavor: str) -> int:
+    """Elements of the flavor's parameters that Muon orthogonalises (the others take AdamW)."""
+    import torch
+    from torchtitan.models.llama3 import Transformer
+
+    from gpa_titan.optim.muon import uses_muon
+    from gpa_titan.titan.models import flavor_args
+
+    with torch.device("meta"):
+        model = Transformer(flavor_args(flavor))
+    return sum(p.numel() for name, p in model.named_parameters() if uses_muon(name, p))
 TPS, MEMORY = "throughput(tps)", "memory/max_reserved(GiB)"
 
 
@@ -42,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--documents", type=int, default=3000,
                     help="size of the generated demo corpus (built in about a second; training loops over it)")
     a = ap.parse_args(argv)
+    unknown = [n for n in a.optimizers.split(",") if n not in EXTRA_FP32_COPIES]
+    if unknown:
+        raise SystemExit(f"--optimizers: {unknown} not known; choose from {','.join(EXTRA_FP32_COPIES)}")
     if "AdamW" not in a.optimizers.split(","):
         raise SystemExit("--optimizers must include AdamW, the baseline of the comparison")
 
@@ -64,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         steady = [v for s, v in sorted(tps.items()) if s > a.warmup]
         rows.append((name, statistics.median(steady), max(memory.values())))
     params = parameter_counts(a.flavor)["total"]
+    matrices = muon_matrix_elements(a.flavor)
     _, base_tps, base_mem = next(r for r in rows if r[0] == "AdamW")
     print(f"# {a.flavor} ({params / 1e6:.1f}M parameters), {a.batch} x {a.seq_len} tokens per step, "
           f"{'compiled' if a.compile else 'eager'}, bf16, "
@@ -71,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| optimizer | tokens/s | vs AdamW | peak memory (GiB) | over AdamW (GiB) | expected extra (GiB) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, tps_value, mem in rows:
-        expected = EXTRA_FP32_COPIES.get(name, 0) * params * 4 / 2**30
+        copies, matrix_copies = EXTRA_FP32_COPIES[name]
+        expected = (copies * params + matrix_copies * matrices) * 4 / 2**30
         print(f"| {name} | {tps_value:,.0f} | {tps_value / base_tps:.3f}x | {mem:.2f} | {mem - base_mem:+.2f} | "
               f"{expected:.2f} |")
     return 0
