@@ -151,3 +151,24 @@ class EvalModeOptimizer(torch.optim.Optimizer):
         if any(p.grad.is_sparse for p in params):
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         return params
+
+
+class StoresYAndZ(EvalModeOptimizer):
+    """An ``EvalModeOptimizer`` that stores Appendix C.2's y in the parameters and z in
+    ``state[p]["z"]``: ``eval()`` moves the parameters to x = y/mu_y + (1 - 1/mu_y) z and
+    ``train()`` back to y = mu_y x + (1 - mu_y) z, where subclasses say what mu_y is
+    (``_interpolation``). Args: those of ``EvalModeOptimizer``."""
+
+    def _interpolation(self, group: dict) -> float:
+        raise NotImplementedError
+
+    def _to_eval(self, group: dict) -> None:  # x = y + (1 - 1/mu_y) (z - y)
+        self._lerp_params_to_z(group, 1.0 - 1.0 / self._interpolation(group))
+
+    def _to_train(self, group: dict) -> None:  # y = x + (1 - mu_y) (z - x)
+        self._lerp_params_to_z(group, 1.0 - self._interpolation(group))
+
+    def _lerp_params_to_z(self, group: dict, weight: float) -> None:
+        params = locals_(group["params"])
+        if params:
+            torch._foreach_lerp_(params, locals_(self.state[p]["z"] for p in group["params"]), weight)

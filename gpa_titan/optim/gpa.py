@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch.distributed.tensor import DTensor, Shard
 
-from .base import EvalModeOptimizer, is_plain_tensor, local, locals_
+from .base import StoresYAndZ, is_plain_tensor, local, locals_
 from .hyperparameters import HyperparameterError, check_number
 from .table4 import PAPER_MU_Y
 
@@ -83,7 +83,7 @@ def own_local_tensor(t: torch.Tensor) -> torch.Tensor:
     return t._local_tensor if isinstance(t, DTensor) else t
 
 
-class GPA(EvalModeOptimizer):
+class GPA(StoresYAndZ):
     """Generalized Primal Averaging (Algorithm 1 of arXiv 2512.17131) over a base optimizer.
 
     ``GPA(model.parameters(), base="SGD", lr=0.1, momentum=0.9, mu_x=0.99, mu_y=0.9)``
@@ -269,16 +269,8 @@ class GPA(EvalModeOptimizer):
         self._share_with_base()  # loading replaced the state and group objects
 
     # ------------------------------------------------------------------ modes
-    def _to_eval(self, group: dict) -> None:  # x = y + (1 - 1/mu_y) (z - y)
-        self._lerp_params_to_z(group, 1.0 - 1.0 / group["mu_y"])
-
-    def _to_train(self, group: dict) -> None:  # y = x + (1 - mu_y) (z - x)
-        self._lerp_params_to_z(group, 1.0 - group["mu_y"])
-
-    def _lerp_params_to_z(self, group: dict, weight: float) -> None:
-        params = locals_(group["params"])
-        if params:
-            torch._foreach_lerp_(params, locals_(self.state[p]["z"] for p in group["params"]), weight)
+    def _interpolation(self, group: dict) -> float:  # where y sits between x and z
+        return group["mu_y"]
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from .base import EvalModeOptimizer, is_plain_tensor, local, local_grad, locals_
+from .base import EvalModeOptimizer, StoresYAndZ, is_plain_tensor, local, local_grad, locals_
 from .cpu_kernel import cpu_kernel
 from .hyperparameters import HyperparameterError, check_adamw, check_number
 from .table4 import PAPER_MU_Y
@@ -84,7 +84,7 @@ def gpa_adamw_update_(
     z.copy_(z - z * c.lr_wd + u * c.z_from_u)
 
 
-class PrimalAveragingAdamW(EvalModeOptimizer):
+class PrimalAveragingAdamW(StoresYAndZ):
     """What GPA-AdamW and Schedule-Free AdamW share: the Appendix C.2 storage (parameters
     hold y, one buffer z, plus AdamW's two moments), the update kernels and the y <-> x
     swaps. Subclasses say how a group's coefficients are computed (``_coefficients``) and
@@ -124,18 +124,6 @@ class PrimalAveragingAdamW(EvalModeOptimizer):
 
     def _interpolation(self, group: dict) -> float:
         raise NotImplementedError
-
-    # ------------------------------------------------------------------ modes
-    def _to_eval(self, group: dict) -> None:  # x = y + (1 - 1/mu_y) (z - y)
-        self._lerp_params_to_z(group, 1.0 - 1.0 / self._interpolation(group))
-
-    def _to_train(self, group: dict) -> None:  # y = x + (1 - mu_y) (z - x)
-        self._lerp_params_to_z(group, 1.0 - self._interpolation(group))
-
-    def _lerp_params_to_z(self, group: dict, weight: float) -> None:
-        params = locals_(group["params"])
-        if params:
-            torch._foreach_lerp_(params, locals_(self.state[p]["z"] for p in group["params"]), weight)
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
