@@ -15,7 +15,7 @@ HSDP = "(HSDP: shard within a node, replicate across nodes)"
 # local_batch and ac: `python scripts/memory_plan.py --search`, the fewest recomputations that
 # fit in 80 GiB with 10% free for DiLoCo-AdamW (the largest optimizer state), shared by all
 # optimizers of a size (three; five at 160M, with Muon and GPA-Muon) so that a diff shows only the
-# optimizer (tests/unit/test_memory_plan.py checks that they are still the search's choice).
+# optimizer (tests/integration/test_memory_plan.py checks that they are still the search's choice).
 SIZES = {
     "160m": dict(
         flavor="160M",
