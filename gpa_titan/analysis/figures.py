@@ -1,11 +1,13 @@
 """The paper's tables and figures from any set of runs, as markdown and data (``plots`` draws them):
 
-- Table 2: final validation loss against the effective number of inner steps H, for AdamW,
-  DiLoCo-AdamW and GPA-AdamW (for each (optimizer, H), the best of its settings);
+- Table 2: final validation loss against the effective number of inner steps H, for the
+  optimizers with an H (DiLoCo-AdamW, GPA-AdamW, GPA-Muon: for each (optimizer, H), the best of
+  its settings) and, as one value for every H, those without (AdamW, Schedule-Free, Muon);
 - Figure 1b: speedup against H (steps to reach AdamW's final validation loss, in percent fewer
   than AdamW's);
 - Figure 3: validation curves of each optimizer's best setting (mean over seeds, ±1 std);
-- Figure 9: GPA's final validation loss over the averaging window (mu_x) and mu_y.
+- Figure 9: GPA's final validation loss over the averaging window (mu_x) and mu_y, one per GPA
+  optimizer (``figure9`` for GPA-AdamW, the paper's; ``figure9_<config key>`` for the others).
 
 Input is a list of ``setting.SettingRuns`` (one setting, all its seeds' curves). H is
 ``SettingRuns.h`` (DiLoCo's inner steps, or for GPA Table 4's H = ln(0.9)/ln(mu_x)), in columns
@@ -18,16 +20,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gpa_titan.optim.registry import OPTIMIZER_NAMES
+from gpa_titan.optim.registry import OPTIMIZER_NAMES, OPTIMIZERS
 from gpa_titan.optim.table4 import MAPPING_NOTE, PAPER_STEPS, paper_equivalent_h
 
 from . import plots
 from .formatting import MISSING, markdown_table, show_value
 from .setting import H_METHODS, SettingRuns, best, finite_best, gpa_window, grouped_by
-from .speedup import Target, loss_text
+from .speedup import STUDY_ORDER, Target, loss_text
 
-TABLE2_METHODS = ("AdamW", "DiLoCo-AdamW", "GPA-AdamW")
 NO_H_METHODS = tuple(n for n in OPTIMIZER_NAMES if n not in H_METHODS)  # one Table 2 value for every H
+GPA_METHODS = tuple(n for n in OPTIMIZER_NAMES if "mu_y" in OPTIMIZERS[n].fields)  # Figure 9's: GPA over a base
 
 
 def run_length(records: list[SettingRuns]) -> int:
@@ -70,10 +72,9 @@ def table2(records: list[SettingRuns]) -> tuple[str, dict]:
     steps = run_length(records)
     data: dict[str, dict] = {"H": hs, "steps": steps, "rows": {}}
     lines = h_header(hs, steps) if hs else ["| | (no runs with an H) |", "|---|---:|"]
-    for method in TABLE2_METHODS + ("ScheduleFree-AdamW",):
+    present = sorted({r.optimizer for r in records}, key=lambda m: (STUDY_ORDER.get(m, len(STUDY_ORDER)), m))
+    for method in present:
         own = [r for r in records if r.optimizer == method]
-        if not own:
-            continue
         if method in H_METHODS:
             cells = {h: best(grouped.get(method, {}).get(h, [])) for h in hs}
         else:
@@ -177,11 +178,16 @@ def figure3_labels(chosen: dict[str, SettingRuns]) -> list[tuple[str, SettingRun
 
 
 # ------------------------------------------------------------------------------------ Figure 9
-def figure9(records: list[SettingRuns]) -> tuple[str, dict]:
-    """Markdown and data of Figure 9: GPA's best final validation loss per (H, mu_y) cell."""
-    gpa = [r for r in records if r.optimizer == "GPA-AdamW" and r.h is not None]
+def figure9_name(method: str) -> str:
+    """Figure 9's file name for a GPA optimizer: ``figure9`` for GPA-AdamW, ``figure9_gpa_muon``, ..."""
+    return "figure9" if method == "GPA-AdamW" else f"figure9_{OPTIMIZERS[method].config_key}"
+
+
+def figure9(records: list[SettingRuns], method: str = "GPA-AdamW") -> tuple[str, dict]:
+    """Markdown and data of Figure 9: a GPA optimizer's best final validation loss per (H, mu_y) cell."""
+    gpa = [r for r in records if r.optimizer == method and r.h is not None]
     if not gpa:
-        return "No GPA-AdamW runs with mu_x > 0.", {}
+        return f"No {method} runs with mu_x > 0.", {}
     steps = run_length(gpa)
     cell_of = grouped_by(gpa, lambda r: (r.h_column, float(r.settings["mu_y"])))
     hs = sorted({h for h, _ in cell_of})
@@ -198,7 +204,7 @@ def figure9(records: list[SettingRuns]) -> tuple[str, dict]:
             row.append(f"**{text}**" if c is overall else text)
         lines.append(f"| mu_y = {show_value(m)} | " + " | ".join(row) + " |")
     counts = sorted({len(cell_of.get((h, m), [])) for h in hs for m in mu_ys})
-    intro = (f"GPA-AdamW: final validation loss over the averaging window (columns: H, 1 - mu_x = 1 - 0.9^(1/H)) and "
+    intro = (f"{method}: final validation loss over the averaging window (columns: H, 1 - mu_x = 1 - 0.9^(1/H)) and "
              f"mu_y (rows); each cell is the best of the settings run there ({'/'.join(map(str, counts))} per cell: "
              f"the other hyperparameters are those of the sweep), bold: the best cell. T = {steps:,} steps.")
     data = {"H": hs, "mu_y": mu_ys, "steps": steps,
@@ -236,8 +242,10 @@ def write_figures(out_dir: str, records: list[SettingRuns], title: str, baseline
         text, chosen = figure3(records)
         emit("figure3", "Figure 3: validation loss at the best settings", text,
              (lambda path: plots.plot_curves(figure3_labels(chosen), path, f"{title}: Figure 3")) if chosen else None)
-    if "figure9" in which and any(r.optimizer == "GPA-AdamW" and r.h is not None for r in records):
-        text, data = figure9(records)
-        emit("figure9", "Figure 9: GPA over the window (mu_x) and mu_y", text,
-             lambda path: plots.plot_figure9(data, path, f"{title}: Figure 9"))
+    for method in GPA_METHODS if "figure9" in which else ():
+        if any(r.optimizer == method and r.h is not None for r in records):
+            text, data = figure9(records, method)
+            heading = "Figure 9: GPA over the window (mu_x) and mu_y" + ("" if method == "GPA-AdamW" else f", {method}")
+            emit(figure9_name(method), heading, text,
+                 lambda path, data=data, method=method: plots.plot_figure9(data, path, f"{title}: Figure 9, {method}"))
     return "\n".join(sections)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from .formatting import MISSING, markdown_table, show_value
 from .setting import SettingRuns, distinguishing_keys, finite_best
 
-STUDY_ORDER = {"AdamW": 0, "DiLoCo-AdamW": 1, "GPA-AdamW": 2, "ScheduleFree-AdamW": 3}  # comparison_table's rows
+# the rows' order of comparison_table and Table 2: AdamW first, each averaging method, its base before GPA over it
+STUDY_ORDER = {"AdamW": 0, "DiLoCo-AdamW": 1, "GPA-AdamW": 2, "ScheduleFree-AdamW": 3, "Muon": 4, "GPA-Muon": 5}
 
 
 def steps_to_reach(curve: dict[int, float], target: float) -> float | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,7 +28,7 @@ from .diloco_adamw import DiLoCoAdamW
 from .gpa_adamw import GPAAdamW
 from .gpa_muon import GPAMuon
 from .hyperparameters import HyperparameterError, check_adamw, check_implementation
-from .muon import Muon
+from .muon import SAME_AS_MUON, Muon
 from .schedule_free import ScheduleFreeAdamW
 from .table4 import PAPER_MU, averaging_window, diloco_window, effective_inner_steps, gpa_mu_x
 
@@ -77,12 +77,13 @@ class OptimizerSpec:
             or None where the value stands for no averaging (GPA's mu_x = 0: plain AdamW).
         window (Callable | None, default None): ``fields -> steps averaged over`` (GPA:
             1/(1 - mu_x); DiLoCo: H/(1 - outer momentum)).
-        fixed_in_studies (tuple[str, ...], default ()): fields a tuning study leaves at the
-            class default rather than tuning (Schedule-Free's warmup_steps: the study's
-            schedule has its own warmup).
+        fixed_in_studies (Mapping[str, Any], default {}): fields a tuning study holds at a
+            value rather than tuning, field -> value (Schedule-Free's warmup_steps at its
+            default: the study's schedule has its own warmup; Muon's adjust_lr_fn at
+            "match_rms_adamw", so one lr, on AdamW's scale, serves its matrices and its
+            AdamW part, and the lr grid is AdamW's).
         in_study (bool, default True): whether the tuning study (``gpa_titan.study``:
             ``METHOD_KNOBS``, ``docs/results/tuned.json``, the grid's default optimizers) covers it.
-            False for Muon and GPA-Muon, which are selectable in configs but not studied yet.
     """
 
     name: str
@@ -93,7 +94,7 @@ class OptimizerSpec:
     h_value: Callable[[float, float], Any] | None = None
     h_of_value: Callable[[Any, float], float | None] | None = None
     window: Callable[[Mapping[str, Any]], float] | None = None
-    fixed_in_studies: tuple[str, ...] = ()
+    fixed_in_studies: Mapping[str, Any] = field(default_factory=dict)
     in_study: bool = True
 
     @property
@@ -160,6 +161,14 @@ class OptimizerSpec:
         check_implementation(optimizer_config.implementation)
 
 
+# Muon's fields a study does not tune: Nesterov and 5 Newton-Schulz steps as torch's defaults; lr
+# scaled to AdamW's update RMS, so one lr (and the setup's weight decay) serves the matrices and the
+# embeddings/head/norms that AdamW moves, as in Moonshot's "Muon is Scalable" (Liu et al., 2025)
+MUON_FIXED_IN_STUDIES: dict[str, Any] = {
+    "nesterov": default_of(Muon, "nesterov"), "ns_steps": default_of(Muon, "ns_steps"),
+    "adjust_lr_fn": "match_rms_adamw", "adamw_lr": SAME_AS_MUON, "adamw_weight_decay": SAME_AS_MUON,
+}
+
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     spec.name: spec
     for spec in (
@@ -171,11 +180,11 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                       h_field="inner_steps", h_value=_diloco_inner_steps, h_of_value=lambda n, mu: float(n),
                       window=lambda f: diloco_window(f["inner_steps"], f["outer_momentum"])),
         OptimizerSpec("ScheduleFree-AdamW", "schedule_free", ScheduleFreeAdamW, ScheduleFreeAdamW.check_hyperparameters,
-                      fixed_in_studies=("warmup_steps",)),
-        OptimizerSpec("Muon", "muon", Muon, Muon.check_arguments, in_study=False),
+                      fixed_in_studies={"warmup_steps": default_of(ScheduleFreeAdamW, "warmup_steps")}),
+        OptimizerSpec("Muon", "muon", Muon, Muon.check_arguments, fixed_in_studies=MUON_FIXED_IN_STUDIES),
         OptimizerSpec("GPA-Muon", "gpa_muon", GPAMuon, GPAMuon.check_arguments, h_field="mu_x",
                       h_value=gpa_mu_x, h_of_value=effective_inner_steps,
-                      window=lambda f: averaging_window(f["mu_x"]), in_study=False),
+                      window=lambda f: averaging_window(f["mu_x"]), fixed_in_studies=MUON_FIXED_IN_STUDIES),
     )
 }
 OPTIMIZER_NAMES = tuple(OPTIMIZERS)
@@ -199,8 +208,8 @@ def window_of_setting(optimizer: str, fields: Mapping[str, Any]) -> float | None
 def _owners_by_field() -> dict[str, tuple[OptimizerSpec, ...]]:
     owners: dict[str, tuple[OptimizerSpec, ...]] = {}
     for spec in OPTIMIZERS.values():
-        for field in spec.fields:
-            owners[field] = (*owners.get(field, ()), spec)
+        for name in spec.fields:
+            owners[name] = (*owners.get(name, ()), spec)
     return owners
 
 

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None, description: str | None = None) -> int:
                     help="CPU threads per run (0: torch's default)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--optimizers", type=csv(str, "--optimizers", "AdamW,GPA-AdamW", optimizer_ok), default=None,
-                    help="only these optimizers (default: those the study covers, all but Muon and GPA-Muon)")
+                    help="only these optimizers (default: all the study covers); with --study the others keep their "
+                         "entries in --tuned")
     ap.add_argument("--seeds", type=csv(int, "--seeds", "0,1,2", seed_ok), default=None,
                     help="grid: seeds (default 0,1); --confirm: seeds (default: the study's final seeds)")
     g = GRID_DEFAULTS

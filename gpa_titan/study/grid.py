@@ -24,6 +24,8 @@ def run_name(optimizer: str, h: int | None, lr: float, seed: int) -> str:
 def grid_fields(a, optimizer: str, h: int | None, lr: float) -> dict:
     fields = {"name": optimizer, "lr": lr, "beta1": 0.9, "beta2": 0.95, "weight_decay": 0.1}
     spec = OPTIMIZERS[optimizer]
+    # the study's fixed choices where they are not the class default (Muon: lr on AdamW's scale)
+    fields |= {key: value for key, value in spec.fixed_in_studies.items() if value != spec.default(key)}
     if spec.takes_inner_steps:
         fields |= spec.h_fields(h, a.mu)
         chosen = dict(mu_y=a.mu_y, outer_lr=a.outer_lr, outer_momentum=a.mu)

@@ -64,9 +64,14 @@ def run_env(device: str, threads_per_run: int | None = 1) -> dict[str, str]:
 
 
 def optimizer_cli(fields: dict[str, Any]) -> list[str]:
+    """``[optimizer]`` values as trainer flags: ``--optimizer.lr 0.004``; a bool as the flag
+    (``--optimizer.nesterov``) or its negation (``--optimizer.no-nesterov``), as tyro takes it."""
     args = []
     for key, value in fields.items():
-        args += [f"--optimizer.{key}", f"{value:.8g}" if isinstance(value, float) else str(value)]
+        if isinstance(value, bool):
+            args.append(f"--optimizer.{key}" if value else f"--optimizer.no-{key}")
+        else:
+            args += [f"--optimizer.{key}", f"{value:.8g}" if isinstance(value, float) else str(value)]
     return args
 
 

@@ -45,7 +45,7 @@ from gpa_titan.optim.table4 import PAPER_MU, h_for_run, paper_equivalent_h
 ADAMW_KNOBS = ("lr", "beta1", "beta2")  # every optimizer's (Schedule-Free's beta1 is its interpolation)
 # a knob's label in run names, in the order of the names; a knob without one is named by itself, after these
 KNOB_LABELS = {"lr": "lr", "beta1": "b1-", "beta2": "b2-", "mu_y": "muy", "H": "H", "outer_lr": "olr",
-               "outer_momentum": "omom"}
+               "outer_momentum": "omom", "momentum": "mom"}
 
 
 def knobs_of(spec: OptimizerSpec) -> tuple[str, ...]:
@@ -57,7 +57,7 @@ def knobs_of(spec: OptimizerSpec) -> tuple[str, ...]:
                                               knobs.index(k))))
 
 
-# the optimizers the study covers (the registry's ``in_study``: not Muon or GPA-Muon yet) and their knobs
+# the optimizers the study covers (the registry's ``in_study``) and their knobs
 METHOD_KNOBS: dict[str, tuple[str, ...]] = {name: knobs_of(OPTIMIZERS[name]) for name in STUDIED_OPTIMIZERS}
 # the run's setup (the same for every run of a study), with defaults
 SETUP_DEFAULTS: dict[str, Any] = {
@@ -239,7 +239,8 @@ def optimizer_fields(method: str, knobs: dict[str, float], setup: dict[str, Any]
     """The ``[optimizer]`` values of a setting (what the trainer is given), ``name`` included: the
     knobs, the setup's eps and weight decay, the fields H sets (the registry's mapping with the
     setup's mu, floats to 8 significant digits as on a command line) and, for fields a study
-    holds fixed, the optimizer's default. ``ValueError`` for an H the optimizer cannot take."""
+    holds fixed, the registry's ``fixed_in_studies`` value (the optimizer's default otherwise).
+    ``ValueError`` for an H the optimizer cannot take."""
     spec = OPTIMIZERS[method]
     fields: dict[str, Any] = {"name": method, "lr": knobs["lr"], "beta1": knobs["beta1"], "beta2": knobs["beta2"],
                               "eps": setup["eps"], "weight_decay": setup["weight_decay"]}
@@ -249,7 +250,7 @@ def optimizer_fields(method: str, knobs: dict[str, float], setup: dict[str, Any]
             value = by_h[name]
             fields[name] = float(f"{value:.8g}") if isinstance(value, float) else value
         else:
-            fields[name] = knobs[name] if name in knobs else spec.default(name)
+            fields[name] = knobs[name] if name in knobs else spec.fixed_in_studies.get(name, spec.default(name))
     return fields
 
 

@@ -11,6 +11,10 @@ here, one schema::
 The reader checks that every method is a known optimizer and that its ``[optimizer]`` values
 are its knobs' (``optimizer_fields`` of the knobs and the setup), so a hand edit of one and
 not the other is an error rather than a silent mix.
+
+A study run for some of its optimizers (``--optimizers``) adds them to an existing file of the
+same study, setup, data and final seeds, keeping the others' entries (``extendable_settings``
+checks that before any run; ``with_kept_methods`` merges after).
 """
 
 from __future__ import annotations
@@ -82,3 +86,35 @@ def load_tuned_settings(path: str) -> dict[str, Any]:
             raise StudySpecError(f"{path}: {name}'s optimizer values {entry['optimizer']} do not match its knobs "
                                  f"{knobs} (edit both, or rerun the study)")
     return tuned
+
+
+# what must agree for a study run of some optimizers to add them to an existing tuned file
+SAME_STUDY_KEYS = ("study", "setup", "data", "final_seeds", "h_mapping")
+
+
+def extendable_settings(path: str, spec: StudySpec, data: str, optimizers: list[str]) -> dict[str, Any] | None:
+    """The tuned settings at ``path`` that a study of ``optimizers`` only will add to (None: no
+    file there). ``StudySpecError`` naming the file, the key that differs and the fix when the
+    file belongs to another study, setup, data or final seeds (checked before any run, so a
+    finished study is never refused at the end)."""
+    if not os.path.exists(path):
+        return None
+    existing = load_tuned_settings(path)
+    ours = {"study": spec.name, "setup": spec.setup, "data": os.path.basename(data.rstrip("/")),
+            "final_seeds": spec.final_seeds, "h_mapping": MAPPING_NOTE}
+    for key in SAME_STUDY_KEYS:
+        theirs = setup_of(existing) if key == "setup" else existing.get(key)
+        if theirs != ours[key]:
+            raise StudySpecError(f"{path}: its {key} {theirs!r} is not this study's {ours[key]!r}, so the tuned "
+                                 f"settings of {', '.join(optimizers)} cannot join it: give another --tuned file")
+    return existing
+
+
+def with_kept_methods(tuned: dict[str, Any], existing: dict[str, Any] | None, order: list[str]) -> dict[str, Any]:
+    """``tuned`` (a study of some optimizers) with the entries of ``existing`` it did not rerun,
+    methods in ``order`` (the spec's); ``tuned`` itself when there is no existing file."""
+    if existing is None:
+        return tuned
+    methods = existing["methods"] | tuned["methods"]
+    return tuned | {"methods": {name: methods[name] for name in sorted(methods, key=lambda n: (
+        order.index(n) if n in order else len(order), n))}}

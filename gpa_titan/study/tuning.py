@@ -15,7 +15,14 @@ from .launcher import BenchError, Launcher, ensure_tokenizer, log
 from .planner import StudyState, confirm_plan, drive, method_study
 from .report import final_table, setup_line, study_md, timing_line, tuning_figures
 from .spec import StudySpec, StudySpecError, optimizer_fields
-from .tuned import load_tuned_settings, setup_of, tuned_settings, write_tuned_settings
+from .tuned import (
+    extendable_settings,
+    load_tuned_settings,
+    setup_of,
+    tuned_settings,
+    with_kept_methods,
+    write_tuned_settings,
+)
 
 
 def tokenizer_and_launcher(a, setup: dict, data_for_stage: dict[str, str]) -> Launcher:
@@ -30,20 +37,26 @@ def run_study(a) -> int:
         spec = StudySpec.load(a.study)
     except (OSError, StudySpecError) as e:
         raise ArgumentError(f"--study: {e}") from None
+    spec_order = [m.name for m in spec.methods]
+    report = a.report or os.path.join(a.out, "report")
+    tuned_path = a.tuned or os.path.join(report, "tuned.json")
+    existing = None
     if a.optimizers:
-        missing = [name for name in a.optimizers if name not in {m.name for m in spec.methods}]
+        missing = [name for name in a.optimizers if name not in spec_order]
         if missing:
             raise ArgumentError(f"--optimizers {','.join(a.optimizers)}: {a.study} has no {', '.join(missing)} "
-                                f"(it tunes {', '.join(m.name for m in spec.methods)}); give only those")
+                                f"(it tunes {', '.join(spec_order)}); give only those")
         spec.methods = [m for m in spec.methods if m.name in a.optimizers]
+        try:  # their tuned settings join the file's others: checked now, not after the runs
+            existing = extendable_settings(tuned_path, spec, a.data, a.optimizers)
+        except StudySpecError as e:
+            raise ArgumentError(f"--tuned {e}") from None
     for m in spec.methods:  # every value the spec can name is checked before anything runs
         try:
             check_fields(optimizer_fields(m.name, m.start, spec.setup))
         except Exception as e:
             raise ArgumentError(f"--study: {m.name}'s start: {e}") from None
     started = time.time()
-    report = a.report or os.path.join(a.out, "report")
-    tuned_path = a.tuned or os.path.join(report, "tuned.json")
     os.makedirs(report, exist_ok=True)
     split_dir = os.path.join(a.out, "tuning_data")
     manifest = carve_tuning_split(a.data, split_dir, spec.tuning_fraction)
@@ -73,14 +86,19 @@ def run_study(a) -> int:
     selected_on = (f"final validation loss on the tuning split: {manifest['tuning_documents']} of the "
                    f"{manifest['documents']} training documents (smallest sha256 of the text), seed {spec.tuning_seed}")
     tuned = tuned_settings(spec, a.study, a.data, selected_on, outcomes)
+    tuned = with_kept_methods(tuned, existing, spec_order)
     write_tuned_settings(tuned_path, tuned)
+    kept = [name for name in tuned["methods"] if name not in outcomes]
+    if kept:
+        log(f"{tuned_path}: kept the tuned settings of {', '.join(kept)} (not rerun), added {', '.join(outcomes)}")
 
     # the study's record and figures from the tuning runs
     figures_md = tuning_figures(outcomes, launcher, spec, report)
     final_title = f"{spec.name}: tuned settings, seeds {spec.final_seeds}, validation split of {tuned['data']}"
     table = final_table(outcomes, launcher, report, final_title)
     timing = timing_line(launcher, started)
-    command = (f"python scripts/bench_convergence.py --study {os.path.relpath(a.study)} --data {a.data_arg} "
+    only = f" --optimizers {','.join(a.optimizers)}" if a.optimizers else ""
+    command = (f"python scripts/bench_convergence.py --study {os.path.relpath(a.study)}{only} --data {a.data_arg} "
                f"--out {a.out_arg} --report {a.report_arg} --tuned {os.path.relpath(tuned_path)} --jobs {a.jobs}")
     with open(os.path.join(report, "study.md"), "w") as f:
         f.write(study_md(spec, command, setup_line(spec.setup, a.data), manifest, outcomes, figures_md, table, timing))

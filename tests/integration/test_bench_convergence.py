@@ -112,6 +112,16 @@ def test_study_runs_phases_in_parallel_resumes_and_confirms(tmp_path, demo_asset
     again = bench("--study", str(spec), "--out", str(out), "--report", str(report), *common)
     assert "[run" not in again and table_rows(again) == rows
 
+    # a study of some optimizers adds them to the tuned file and keeps the others' entries
+    tuned_before = json.loads((report / "tuned.json").read_text())
+    some = bench("--study", str(spec), "--optimizers", "AdamW", "--out", str(out), "--report", str(tmp_path / "some"),
+                 "--tuned", str(report / "tuned.json"), *common)
+    assert "[run" not in some and f"{report / 'tuned.json'}: kept the tuned settings of GPA-AdamW, DiLoCo-AdamW, " \
+        "ScheduleFree-AdamW (not rerun), added AdamW" in some
+    assert json.loads((report / "tuned.json").read_text())["methods"] == tuned_before["methods"]
+    assert "--study " in (tmp_path / "some" / "study.md").read_text() and " --optimizers AdamW " in (
+        tmp_path / "some" / "study.md").read_text()
+
     # --confirm runs exactly the tuned settings: into the study's folder nothing runs and the table is the same,
     # with another seed into a new folder the four settings run again
     same = bench("--confirm", str(report / "tuned.json"), "--out", str(out), "--seeds", "0", *common)

@@ -159,3 +159,35 @@ def test_one_value_formatter():
     assert [show_value(v) for v in (None, 0.003, 0.9967, 32, "cosine", 1e-8)] == ["—", "0.003", "0.9967", "32",
                                                                                    "cosine", "1e-08"]
     assert [show_value(v, 3) for v in (12.208, 366.24, 3052.0)] == ["12.2", "366", "3,052"]
+
+
+def muon(final, momentum=0.95):
+    settings = {"lr": 0.004, "beta1": 0.8, "beta2": 0.95, "momentum": momentum, "adjust_lr_fn": "match_rms_adamw"}
+    return SettingRuns("Muon", settings, STEPS, [curve(final)])
+
+
+def gpa_muon(h, mu_y, final):
+    settings = {"lr": 0.004, "beta1": 0.8, "beta2": 0.95, "momentum": 0.95, "mu_x": round(gpa_mu_x(h), 8),
+                "mu_y": mu_y, "adjust_lr_fn": "match_rms_adamw"}
+    return SettingRuns("GPA-Muon", settings, STEPS, [curve(final)])
+
+
+def test_muon_and_gpa_muon_take_their_places_in_table2_and_have_their_own_figure9(tmp_path):
+    points = [*POINTS, muon(3.7), muon(3.75, momentum=0.9), gpa_muon(1, 0.2, 3.72), gpa_muon(3, 0.2, 3.6),
+              gpa_muon(3, 0.6, 3.65)]
+    text, data = table2(points)
+    assert list(data["rows"]) == ["AdamW", "DiLoCo-AdamW", "GPA-AdamW", "ScheduleFree-AdamW", "Muon", "GPA-Muon"]
+    lines = text.splitlines()
+    assert "| Muon (no H) | 3.7000 | 3.7000 | 3.7000 |" in lines  # its best setting, one value for every H
+    assert "| GPA-Muon | 3.7200 | **3.6000** | — |" in lines
+    muon_text, muon_data = figure9(points, "GPA-Muon")
+    assert muon_text.startswith("GPA-Muon:") and muon_data["mu_y"] == [0.2, 0.6]
+    assert muon_data["loss"] == [[pytest.approx(3.72), pytest.approx(3.6)], [None, pytest.approx(3.65)]]
+    assert figure9(points)[1] == figure9(POINTS)[1]  # GPA-AdamW's Figure 9 is GPA-AdamW's runs alone
+    write_figures(str(tmp_path), points, "both", which=("table2", "figure9"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "figure9.md", "figure9.png", "figure9_gpa_muon.md", "figure9_gpa_muon.png", "table2.md", "table2.png"]
+    assert (tmp_path / "figure9_gpa_muon.md").read_text().splitlines()[2].endswith(", GPA-Muon")
+    only_muon = tmp_path / "muon"
+    write_figures(str(only_muon), [muon(3.7), gpa_muon(3, 0.2, 3.6)], "muon", which=("figure9",))
+    assert sorted(p.name for p in only_muon.iterdir()) == ["figure9_gpa_muon.md", "figure9_gpa_muon.png"]

@@ -42,11 +42,40 @@ def test_the_knobs_match_the_registry():
     setup = StudySpec.from_dict(spec_dict()).setup
     starts = {"AdamW": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95}, "GPA-AdamW": GPA_START,
               "DiLoCo-AdamW": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "H": 4, "outer_lr": 0.7, "outer_momentum": 0.9},
-              "ScheduleFree-AdamW": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95}}
+              "ScheduleFree-AdamW": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95},
+              "Muon": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "momentum": 0.9},
+              "GPA-Muon": {**GPA_START, "momentum": 0.9}}
     for name, spec in ((n, OPTIMIZERS[n]) for n in STUDIED_OPTIMIZERS):
         fields = optimizer_fields(name, starts[name], setup)
         assert set(fields) == {"name", "lr", "beta1", "beta2", "eps", "weight_decay", *spec.fields}
+        assert set(METHOD_KNOBS[name]) | set(spec.fixed_in_studies) | {spec.h_field} >= set(spec.fields), name
+        for key, value in spec.fixed_in_studies.items():
+            assert fields[key] == value and key not in METHOD_KNOBS[name], (name, key)
         check_fields(fields)  # the registry accepts them
+    # Muon in a study: one lr on AdamW's scale for its matrices and its AdamW part (Moonshot's lr scaling)
+    for name in ("Muon", "GPA-Muon"):
+        fields = optimizer_fields(name, starts[name], setup)
+        assert fields["adjust_lr_fn"] == "match_rms_adamw" and fields["nesterov"] is True and fields["ns_steps"] == 5
+        assert fields["adamw_lr"] == fields["adamw_weight_decay"] == -1  # the AdamW part takes lr and weight decay
+    assert optimizer_fields("ScheduleFree-AdamW", starts["ScheduleFree-AdamW"], setup)["warmup_steps"] == 0
+
+
+def test_optimizer_values_become_flags_the_trainer_parses():
+    """Every value type of every optimizer's study fields reaches the trainer's config (a bool is a
+    flag or its ``no-`` form: ``--optimizer.nesterov True`` is refused by the parser)."""
+    from torchtitan.config import ConfigManager
+
+    from gpa_titan.paths import DEBUG_CONFIG
+    from gpa_titan.study.launcher import optimizer_cli
+
+    setup = StudySpec.from_dict(spec_dict()).setup
+    fields = optimizer_fields("GPA-Muon", {**GPA_START, "momentum": 0.9}, setup)
+    for nesterov in (True, False):
+        cli = optimizer_cli(fields | {"nesterov": nesterov})
+        assert ("--optimizer.nesterov" if nesterov else "--optimizer.no-nesterov") in cli
+        config = ConfigManager().parse_args(["--job.config_file", DEBUG_CONFIG, *cli])
+        for key, value in (fields | {"nesterov": nesterov}).items():
+            assert getattr(config.optimizer, key) == (pytest.approx(value) if isinstance(value, float) else value), key
 
 
 def test_gpa_h_sets_mu_x_by_table_4_and_diloco_h_must_be_an_integer():
@@ -300,3 +329,57 @@ def test_tuned_settings_are_read_back_as_written_and_a_hand_edit_of_one_half_is_
     write_tuned_settings(path, tuned)
     with pytest.raises(StudySpecError, match="GPA-AdamW's optimizer values .* do not match its knobs"):
         load_tuned_settings(path)
+
+
+def test_a_study_of_some_optimizers_adds_them_to_the_tuned_file_of_its_study_and_refuses_another(tmp_path):
+    """``--study --optimizers Muon`` on a study whose tuned file has the other optimizers keeps their
+    entries and adds Muon's; a file of another study, setup, data or seeds is refused before any run."""
+    from gpa_titan.study.planner import MethodOutcome, PhaseRecord
+    from gpa_titan.study.tuned import (
+        extendable_settings,
+        load_tuned_settings,
+        tuned_settings,
+        with_kept_methods,
+        write_tuned_settings,
+    )
+
+    muon_start = {"lr": 0.004, "beta1": 0.8, "beta2": 0.95, "momentum": 0.95}
+    spec = StudySpec.from_dict(spec_dict(**{"GPA-AdamW": {"start": dict(GPA_START), "phases": []},
+                                            "Muon": {"start": muon_start, "phases": []}}))
+    order = [m.name for m in spec.methods]
+
+    def outcome(name, chosen):
+        return MethodOutcome(name, chosen, [PhaseRecord(name, "lr", {}, [], chosen, 3.0)], {}, [])
+
+    path = str(tmp_path / "tuned.json")
+    assert extendable_settings(path, spec, "/data/peps", ["Muon"]) is None  # no file yet: written as it comes
+    first = tuned_settings(spec, "spec.json", "/data/peps", "split", {"GPA-AdamW": outcome("GPA-AdamW", GPA_START)})
+    write_tuned_settings(path, first)
+    existing = extendable_settings(path, spec, "/data/peps/", ["Muon"])
+    second = tuned_settings(spec, "spec.json", "/data/peps", "split", {"Muon": outcome("Muon", muon_start)})
+    merged = with_kept_methods(second, existing, order)
+    assert list(merged["methods"]) == ["GPA-AdamW", "Muon"]
+    assert merged["methods"]["GPA-AdamW"] == first["methods"]["GPA-AdamW"]
+    write_tuned_settings(path, merged)
+    assert load_tuned_settings(path)["methods"]["Muon"]["knobs"] == muon_start
+    rerun = with_kept_methods(tuned_settings(spec, "spec.json", "/data/peps", "split",
+                                             {"GPA-AdamW": outcome("GPA-AdamW", GPA_START | {"lr": 0.016})}),
+                              load_tuned_settings(path), order)
+    assert rerun["methods"]["GPA-AdamW"]["knobs"]["lr"] == 0.016 and "Muon" in rerun["methods"]  # replaced, kept
+    for other, key in ((StudySpec.from_dict(spec_dict() | {"name": "other"}), "study"),
+                       (StudySpec.from_dict(spec_dict() | {"setup": {"steps": 200, "val_every": 10}}), "setup"),
+                       (StudySpec.from_dict(spec_dict() | {"final": {"seeds": [0]}}), "final_seeds"),
+                       (spec, "data")):
+        with pytest.raises(StudySpecError, match=f"tuned.json: its {key} .* give another --tuned file"):
+            extendable_settings(path, other, "/data/other" if key == "data" else "/data/peps", ["Muon"])
+
+
+def test_the_shared_grid_runs_muon_with_the_studys_fixed_choices_and_the_others_as_before():
+    from types import SimpleNamespace
+
+    a = SimpleNamespace(mu=0.9, mu_y=0.9, outer_lr=0.75)
+    assert grid.grid_fields(a, "Muon", None, 3e-3) == {"name": "Muon", "lr": 3e-3, "beta1": 0.9, "beta2": 0.95,
+                                                       "weight_decay": 0.1, "adjust_lr_fn": "match_rms_adamw"}
+    assert grid.grid_fields(a, "GPA-Muon", 4, 3e-3)["adjust_lr_fn"] == "match_rms_adamw"
+    assert grid.grid_fields(a, "ScheduleFree-AdamW", None, 3e-3) == {  # warmup_steps: fixed at its default
+        "name": "ScheduleFree-AdamW", "lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "weight_decay": 0.1}
