@@ -33,7 +33,7 @@ import torch
 from torch.distributed.tensor import DTensor, Shard
 
 from .base import StoresYAndZ, is_plain_tensor, local, locals_
-from .hyperparameters import HyperparameterError, check_number
+from .hyperparameters import check_averaging
 from .table4 import PAPER_MU_Y
 
 BaseSpec = str | Callable[..., torch.optim.Optimizer]
@@ -182,13 +182,7 @@ class GPA(StoresYAndZ):
     # ------------------------------------------------------------------ construction
     @staticmethod
     def check_hyperparameters(mu_x, mu_y) -> None:
-        check_number("mu_x", mu_x, 0.0, 1.0, high_inclusive=False)
-        check_number("mu_y", mu_y, 0.0, 1.0)
-        if mu_y == 0.0:
-            raise HyperparameterError(
-                "mu_y", mu_y, "in (0, 1]: mu_y=0 is not supported, since GPA stores y and z and recovers "
-                "x = y/mu_y + (1 - 1/mu_y) z",
-            )
+        check_averaging(mu_x, mu_y)
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group: the base's checks (a throwaway base is built over it), GPA's checks,

@@ -25,7 +25,7 @@ import torch
 
 from .base import EvalModeOptimizer, StoresYAndZ, is_plain_tensor, local, local_grad, locals_
 from .cpu_kernel import cpu_kernel
-from .hyperparameters import HyperparameterError, check_adamw, check_number
+from .hyperparameters import check_adamw, check_averaging
 from .table4 import PAPER_MU_Y
 
 
@@ -274,13 +274,7 @@ class GPAAdamW(PrimalAveragingAdamW):
     @staticmethod
     def check_hyperparameters(lr, betas, eps, weight_decay, mu_x, mu_y) -> None:
         check_adamw(lr, betas, eps, weight_decay)
-        check_number("mu_x", mu_x, 0.0, 1.0, high_inclusive=False)
-        check_number("mu_y", mu_y, 0.0, 1.0)
-        if mu_y == 0.0:
-            raise HyperparameterError(
-                "mu_y", mu_y, "in (0, 1]: mu_y=0 is not supported, since GPAAdamW stores y and z and recovers "
-                "x = y/mu_y + (1 - 1/mu_y) z",
-            )
+        check_averaging(mu_x, mu_y)
 
     def _interpolation(self, group: dict) -> float:
         return group["mu_y"]

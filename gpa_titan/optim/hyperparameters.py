@@ -62,6 +62,17 @@ def check_adamw(lr, betas, eps, weight_decay) -> None:
     check_number("weight_decay", weight_decay, 0.0, math.inf, high_inclusive=False)
 
 
+def check_averaging(mu_x, mu_y) -> None:
+    """GPA's averaging rates (any base): mu_x in [0, 1), mu_y in (0, 1]."""
+    check_number("mu_x", mu_x, 0.0, 1.0, high_inclusive=False)
+    check_number("mu_y", mu_y, 0.0, 1.0)
+    if mu_y == 0.0:
+        raise HyperparameterError(
+            "mu_y", mu_y, "in (0, 1]: mu_y=0 is not supported, since GPA stores y and z and recovers "
+            "x = y/mu_y + (1 - 1/mu_y) z",
+        )
+
+
 def check_implementation(implementation, allowed: tuple[str, ...] = ("fused", "foreach", "for-loop")) -> None:
     if implementation not in allowed:
         raise HyperparameterError("implementation", implementation, f"one of {list(allowed)}")
