@@ -61,6 +61,9 @@ def test_convergence_results_are_the_committed_study_output():
     """The README's result tables are copied from what the study and --confirm wrote."""
     assert generated_block("convergence-table") in _committed("docs", "results", "peps_confirm", "confirm.md")
     assert generated_block("mu-y-window-table") in _committed("docs", "results", "peps_study", "tuning_figure9.md")
+    assert generated_block("muon-table2") in _committed("docs", "results", "peps_study_muon", "tuning_table2.md")
+    assert generated_block("gpa-muon-window-table") in _committed("docs", "results", "peps_study_muon",
+                                                                  "tuning_figure9_gpa_muon.md")
 
 
 def test_demo_table_is_the_output_of_scripts_demo_curves():
