@@ -1,7 +1,7 @@
 """The demo's loss curves: ``configs/debug_cpu.toml`` once per optimizer, each at the CPU tuning
 study's settings (``docs/results/tuned.json``), with H scaled to the demo's length.
 
-    python scripts/demo_curves.py        # 4 demo runs, one after the other (~3 min on 2 cores)
+    python scripts/demo_curves.py        # 6 demo runs, one after the other (~6 min on 2 cores)
 
 Writes ``docs/results/demo_curves.md`` (the table of validation loss at the evaluation weights,
 one column per optimizer, and the settings each ran with); the README's demo table is that
