@@ -100,8 +100,7 @@ def extendable_settings(path: str, spec: StudySpec, data: str, optimizers: list[
     if not os.path.exists(path):
         return None
     existing = load_tuned_settings(path)
-    ours = {"study": spec.name, "setup": spec.setup, "data": os.path.basename(data.rstrip("/")),
-            "final_seeds": spec.final_seeds, "h_mapping": MAPPING_NOTE}
+    ours = tuned_settings(spec, path, data, "", {})  # this study's file, without methods
     for key in SAME_STUDY_KEYS:
         theirs = setup_of(existing) if key == "setup" else existing.get(key)
         if theirs != ours[key]:
